@@ -8,6 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lora_repro import resolvers
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 ARCHITECTURES = {"bert": "minilm", "roberta": "roberta_base", "deberta-v2": "deberta_v2_xxlarge"}
 
@@ -19,6 +21,7 @@ TINY_SHAPE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:
     """Compose conf/config.yaml exactly as `lora-repro train` would, with `overrides`."""
+    resolvers.register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=overrides or [], return_hydra_config=False)
 

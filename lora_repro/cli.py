@@ -1,0 +1,69 @@
+"""The `lora-repro` command: `train` (a Hydra app), and the tools that read what runs wrote.
+
+    lora-repro train [Hydra overrides]     one run, or a sweep with -m (see conf/config.yaml)
+    lora-repro plan  [Hydra overrides]     dry run of a sweep: the runs it would launch, done or not, cost
+    lora-repro eval  RUN_DIR               reload a run from its record and evaluate it again
+    lora-repro report TABLE [options]      paper tables and figures from run records
+    lora-repro bench [options]             training and inference cost per method
+
+Bad input is reported as one line and exit status 2 (see lora_repro.errors).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from lora_repro.errors import EXIT_USER_ERROR, UserError, choose
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# Config groups whose choice is a file name: checked before Hydra starts, so that a typo gets the
+# list of valid names and exit status 2 instead of Hydra's composition traceback.
+CHOICE_GROUPS = ("task", "method", "model", "train", "data", "logger", "experiment", "recipe")
+COMMANDS = {
+    "train": "lora_repro.training.app:main",
+    "plan": "lora_repro.training.sweep:plan_main",
+    "eval": "lora_repro.training.evaluate:main",
+    "report": "lora_repro.report.cli:main",
+    "bench": "lora_repro.bench.cli:main",
+}
+
+
+def group_choices(group: str) -> list[str]:
+    """The configs available in `conf/<group>/`."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_choices(overrides: list[str]) -> None:
+    """Reject `group=name` overrides (also `group=a,b` sweeps) that name no config file."""
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if not sep or key not in CHOICE_GROUPS or "(" in value or value in ("null", ""):
+            continue
+        for name in value.split(","):
+            choose(key.replace("_", " "), name.strip(), group_choices(key))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch `lora-repro <command> ...`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return
+    command, rest = argv[0], argv[1:]
+    try:
+        choose("command", command, COMMANDS)
+        if command in ("train", "plan"):
+            check_choices(rest)
+        module, func = COMMANDS[command].split(":")
+        entry = getattr(importlib.import_module(module), func)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    sys.argv = [f"lora-repro {command}", *rest]
+    entry()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Raw (untokenized) GLUE splits, from a local folder in the original GLUE layout or from the hub.
+
+Both sources give the same columns: `idx` (row index within the original split), `text_a`, `text_b`
+(sentence-pair tasks only) and `label` (class id, or a float score for regression), with the same class
+ids: `task.tsv.label_values` lists the file's label strings in the order of the hub's class ids
+(`task.label_names`), and the hub's own label names are checked against `task.label_names` on load.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+import numpy as np
+from omegaconf import DictConfig
+
+from lora_repro.errors import UserError
+
+TRAIN = "train"
+TEXT_COLUMNS = ("text_a", "text_b")
+
+
+def load_raw(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.Dataset]:
+    """Load the train split and every eval split of a task, untokenized.
+
+    Args:
+        task_cfg: A `conf/task/*.yaml` config.
+        data_cfg: The `conf/data/glue.yaml` config; a non-null `glue_dir` selects the local files.
+
+    Returns:
+        `"train"` plus every key of `task_cfg.eval_splits`, each with columns `idx`, `text_a`,
+        (`text_b`,) `label`, cut to `max_train_samples` / `max_eval_samples` rows when those are set.
+
+    Raises:
+        UserError: Missing or corrupt files, an unreachable hub, or a subset size that is not positive.
+    """
+    check_subset_sizes(data_cfg)
+    if data_cfg.glue_dir is not None:
+        splits = {name: _read_tsv(path, task_cfg) for name, path in task_files(task_cfg, data_cfg).items()}
+    else:
+        splits = _load_hub(task_cfg, data_cfg)
+    return {
+        name: _subset(ds, data_cfg.max_train_samples if name == TRAIN else data_cfg.max_eval_samples,
+                      data_cfg.subset_seed)
+        for name, ds in splits.items()
+    }
+
+
+def check_subset_sizes(data_cfg: DictConfig) -> None:
+    """Raise a `UserError` unless `max_train_samples` and `max_eval_samples` are null or positive."""
+    for key in ("max_train_samples", "max_eval_samples"):
+        value = data_cfg[key]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise UserError(f"data.{key} must be a positive number of rows or null (all rows), got {value!r}")
+
+
+def task_files(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, Path]:
+    """Map each split of the task to its TSV file under `data_cfg.glue_dir`, checking that all exist.
+
+    Raises:
+        UserError: Naming every missing path, the files the task needs, and how to fix it.
+    """
+    folder = Path(data_cfg.glue_dir).expanduser() / task_cfg.glue_dir_name
+    files = {TRAIN: folder / "train.tsv"}
+    files.update({name: folder / split.file for name, split in task_cfg.eval_splits.items()})
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        what = f"folder {folder}" if not folder.is_dir() else ", ".join(missing)
+        raise UserError(
+            f"GLUE data for task {task_cfg.name!r} not found: no {what}. The task needs "
+            f"{', '.join(p.name for p in files.values())} in <glue_dir>/{task_cfg.glue_dir_name}/. "
+            f"Fix: point GLUE_DIR (or data.glue_dir=...) at a folder in the original GLUE layout, "
+            f"or unset it to load {_hub_name(task_cfg, data_cfg)} from the hub (needs network access)."
+        )
+    return files
+
+
+def source_identity(task_cfg: DictConfig, data_cfg: DictConfig) -> list:
+    """Describe where the raw data comes from, so that a cache built from it can be keyed on it.
+
+    Local files are identified by path, size and modification time rather than a content hash:
+    MNLI's train.tsv is 410 MB, and hashing it on every run would cost seconds for nothing.
+    """
+    if data_cfg.glue_dir is None:
+        return ["hub", data_cfg.hub_dataset, task_cfg.hub_config]
+    return [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
+            for path in task_files(task_cfg, data_cfg).values()]
+
+
+def _features(task_cfg: DictConfig, n_texts: int) -> datasets.Features:
+    """The one schema that both sources produce."""
+    label = datasets.Value("float32" if task_cfg.label_names is None else "int64")
+    texts = {name: datasets.Value("string") for name in TEXT_COLUMNS[:n_texts]}
+    return datasets.Features({"idx": datasets.Value("int64"), **texts, "label": label})
+
+
+def _label_parser(task_cfg: DictConfig) -> Callable[[str], int | float]:
+    """Return a function from a label as written in the TSV to a class id (or a float score)."""
+    values = task_cfg.tsv.label_values
+    if values is None:
+        def parse_score(text: str) -> float:
+            score = float(text)  # ValueError for anything that is not a number
+            if not math.isfinite(score):
+                raise ValueError
+            return score
+        return parse_score
+    ids = {str(value): i for i, value in enumerate(values)}
+    return lambda text: ids[text]  # KeyError for a label outside label_values
+
+
+def _column_index(column: int | str, header: list[str] | None, width: int, path: Path) -> int:
+    if isinstance(column, int):
+        if not 0 <= column < width:
+            raise UserError(f"{path}: column {column} is configured, but rows have {width} columns")
+        return column
+    if header is None:
+        raise UserError(f"{path}: column {column!r} is named, but the task says the file has no header "
+                        f"(tsv.header: false); give its integer index instead")
+    if column not in header:
+        raise UserError(f"{path}, line 1: the header has no column {column!r}; it has {header}")
+    return header.index(column)
+
+
+def _read_tsv(path: Path, task_cfg: DictConfig) -> datasets.Dataset:
+    """Read one GLUE TSV file, keeping only the text and label columns the task names."""
+    spec, parse_label = task_cfg.tsv, _label_parser(task_cfg)
+    texts: list[list[str]] = [[] for _ in spec.text_columns]
+    labels: list[int | float] = []
+    header, indices = None, None
+    # QUOTE_NONE: GLUE rows contain bare quote characters that are text, not CSV quoting.
+    # utf-8-sig strips the BOM that starts MRPC's header, so "Quality" is found by name.
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if spec.header:
+            header = next(reader, None)
+        for row in reader:
+            if not row:
+                continue  # a blank line is no row, as for csv.DictReader (the hub's GLUE loader)
+            if indices is None:
+                width = len(header) if header is not None else len(row)
+                indices = [_column_index(c, header, width, path) for c in [*spec.text_columns, spec.label_column]]
+            if len(row) != width:
+                raise UserError(f"{path}, line {reader.line_num}: expected {width} tab-separated columns "
+                                f"(as in {'the header' if header else 'the first row'}), found {len(row)}")
+            try:
+                labels.append(parse_label(row[indices[-1]]))
+            except (KeyError, ValueError):
+                expected = "a finite number" if spec.label_values is None else f"one of {list(spec.label_values)}"
+                raise UserError(f"{path}, line {reader.line_num}: label {row[indices[-1]]!r} is not {expected}"
+                                ) from None
+            for column, i in zip(texts, indices, strict=False):
+                column.append(row[i])
+    if not labels:
+        raise UserError(f"{path}: no data rows (expected {'a header and ' if spec.header else ''}one row per example)")
+    table = {"idx": list(range(len(labels))), **dict(zip(TEXT_COLUMNS, texts, strict=False)), "label": labels}
+    return datasets.Dataset.from_dict(table, features=_features(task_cfg, len(texts)))
+
+
+def _hub_name(task_cfg: DictConfig, data_cfg: DictConfig) -> str:
+    return f"{data_cfg.hub_dataset}/{task_cfg.hub_config}"
+
+
+def _load_hub(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.Dataset]:
+    name = _hub_name(task_cfg, data_cfg)
+    try:
+        hub = datasets.load_dataset(data_cfg.hub_dataset, task_cfg.hub_config)
+    except Exception as exc:  # offline mode, DNS, HTTP, timeouts: each means "no hub" to the user
+        cause = (str(exc).splitlines() or [""])[0][:200]
+        raise UserError(
+            f"could not reach the Hugging Face hub for {name} ({type(exc).__name__}: {cause}). Fix: set "
+            f"GLUE_DIR (or data.glue_dir=...) to a local folder in the original GLUE layout, or give network access."
+        ) from exc
+    hub_splits = {TRAIN: "train", **{key: split.hub_split for key, split in task_cfg.eval_splits.items()}}
+    missing = sorted(set(hub_splits.values()) - set(hub))
+    if missing:
+        raise UserError(f"{name} has no split {missing}; it has {sorted(hub)}; fix eval_splits in "
+                        f"conf/task/{task_cfg.name}.yaml")
+    hub_labels = getattr(hub["train"].features["label"], "names", None)
+    if task_cfg.label_names is not None and hub_labels != list(task_cfg.label_names):
+        # TSV labels map to ids through label_names' order, so both sources must agree on it.
+        raise UserError(f"{name}: the hub's label names {hub_labels} differ from label_names "
+                        f"{list(task_cfg.label_names)} of task {task_cfg.name!r}; fix conf/task/{task_cfg.name}.yaml")
+    return {key: _from_hub(hub[split], task_cfg) for key, split in hub_splits.items()}
+
+
+def _from_hub(ds: datasets.Dataset, task_cfg: DictConfig) -> datasets.Dataset:
+    fields = list(task_cfg.text_fields)
+    ds = ds.select_columns([*fields, "label"]).rename_columns(dict(zip(fields, TEXT_COLUMNS, strict=False)))
+    ds = ds.add_column("idx", list(range(len(ds))))
+    return ds.cast(_features(task_cfg, len(fields)))
+
+
+def _subset(ds: datasets.Dataset, size: int | None, seed: int) -> datasets.Dataset:
+    """Keep `size` rows drawn with `seed`, in their original order (idx keeps the original row index)."""
+    if size is None or size >= len(ds):
+        return ds
+    keep = np.sort(np.random.default_rng(seed).choice(len(ds), size=size, replace=False))
+    return ds.select(keep)

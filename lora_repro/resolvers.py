@@ -1,0 +1,39 @@
+"""OmegaConf resolvers used by the configs: derived values are computed, never hand-typed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from omegaconf import OmegaConf
+
+from lora_repro.errors import UserError
+
+
+def rank_for_budget(budget_params: int | None, budget_rank: int, layers: int, hidden: int,
+                    targets: Sequence[str]) -> int:
+    """LoRA rank that spends a trainable-parameter budget over `targets` (Table 5 of the paper).
+
+    Every attention weight of these models is hidden x hidden, so rank r on n weight types costs
+    layers * n * r * 2 * hidden. The budget is given in parameters, or (when `budget_params` is null)
+    as "what rank `budget_rank` on one weight type costs", the paper's 18M = r 8 on one type.
+
+    Returns:
+        The largest rank whose cost stays within the budget.
+
+    Raises:
+        UserError: no weight types, or a budget too small for rank 1.
+    """
+    if not targets:
+        raise UserError("method.targets is empty; list weight types from q, k, v, o")
+    budget = budget_params if budget_params is not None else layers * budget_rank * 2 * hidden
+    rank = budget // (layers * len(targets) * 2 * hidden)
+    if rank < 1:
+        raise UserError(f"a budget of {budget} parameters is below rank 1 on {len(targets)} weight types "
+                        f"({layers * len(targets) * 2 * hidden} parameters); raise the budget")
+    return int(rank)
+
+
+def register() -> None:
+    """Register the resolvers (idempotent: Hydra apps and tests may both call it)."""
+    if not OmegaConf.has_resolver("rank_for_budget"):
+        OmegaConf.register_new_resolver("rank_for_budget", rank_for_budget)

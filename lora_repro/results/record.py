@@ -1,0 +1,169 @@
+"""The run record: one self-describing folder per run, named after a hash of the run's config.
+
+Layout of `<runs_dir>/<task>/<model>/<method>/s<seed>-<hash>/`:
+    record.json                   status, resolved config, metrics per epoch, counts, costs, versions
+    trained_weights.safetensors   every parameter that trained (method + head); the full model only
+                                  for full_ft with train.save_full_model
+    predictions_<split>.csv       one row per dev example: idx, label, prediction (+ logits)
+
+Every file is written to a temporary name and renamed into place, and `record.json` says
+`completed` only after everything else is on disk, so a killed run never looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lora_repro.errors import UserError
+
+RECORD_FILE = "record.json"
+WEIGHTS_FILE = "trained_weights.safetensors"
+SCHEMA_VERSION = 1
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+
+# Config sections that decide what a run computes. Paths, loggers and Hydra's own settings do not,
+# so changing them neither invalidates finished runs nor splits one run into two.
+HASHED_SECTIONS = ("task", "method", "model", "train", "seed")
+HASHED_DATA_KEYS = ("hub_dataset", "max_train_samples", "max_eval_samples", "subset_seed")
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "safetensors",
+            "scikit-learn", "scipy", "numpy", "pandas", "lora-repro")
+
+
+def hashed_config(cfg: DictConfig) -> dict[str, Any]:
+    """The part of a resolved config that determines the run's result."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    data = {key: resolved["data"][key] for key in HASHED_DATA_KEYS}
+    data["source"] = "local" if resolved["data"]["glue_dir"] else "hub"
+    return {**{key: resolved[key] for key in HASHED_SECTIONS}, "data": data}
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A stable 12-hex-digit hash of `hashed_config(cfg)`."""
+    text = json.dumps(hashed_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_dir_for(cfg: DictConfig) -> Path:
+    """Where the run of `cfg` keeps its record: a deterministic function of the config."""
+    name = f"s{cfg.seed}-{config_hash(cfg)}"
+    return Path(cfg.paths.runs_dir) / cfg.task.name / cfg.model.name / cfg.method.name / name
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Let `write(tmp_path)` produce a file (e.g. a safetensors save), then rename it onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(payload, indent=2, default=str) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """Read `run_dir/record.json`; a missing or broken file is a `UserError` that names it."""
+    path = Path(run_dir) / RECORD_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no run record at {path}; pass a run folder written by `lora-repro train`") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"broken run record {path}: {err}; delete the folder and rerun that run") from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA_VERSION or "status" not in record:
+        raise UserError(f"{path} is not a lora-repro run record (schema {SCHEMA_VERSION}); delete it and rerun")
+    return record
+
+
+def is_completed(run_dir: Path) -> bool:
+    """True when `run_dir` holds a readable record whose status is `completed`."""
+    try:
+        return read_record(run_dir)["status"] == COMPLETED
+    except UserError:
+        return False
+
+
+def git_commit() -> str | None:
+    """The project's git commit (with `+dirty` when the work tree has changes), if it is a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunRecord:
+    """The record of one run, written at start (`running`) and at the end (`completed`/`failed`)."""
+
+    run_dir: Path
+    payload: dict[str, Any]
+
+    @classmethod
+    def start(cls, cfg: DictConfig, device: str) -> RunRecord:
+        """Write a `running` record for `cfg` (after all input has been validated)."""
+        run_dir = run_dir_for(cfg)
+        payload = {
+            "schema": SCHEMA_VERSION,
+            "status": RUNNING,
+            "config_hash": config_hash(cfg),
+            "run_info": {
+                "config": OmegaConf.to_container(cfg, resolve=True),
+                "hashed_config": hashed_config(cfg),
+                "git_commit": git_commit(),
+                "device": device,
+                "host": platform.node(),
+                "started_at": now(),
+                "finished_at": None,
+            },
+            "train_info": {},
+            "meta_info": {"packages": package_versions()},
+            "artifacts": {},
+        }
+        record = cls(run_dir, payload)
+        record.save()
+        return record
+
+    def save(self) -> None:
+        write_json(self.run_dir / RECORD_FILE, self.payload)
+
+    def finish(self, status: str, train_info: dict[str, Any], artifacts: dict[str, Any]) -> None:
+        self.payload.update(status=status, train_info=train_info, artifacts=artifacts)
+        self.payload["run_info"]["finished_at"] = now()
+        self.save()

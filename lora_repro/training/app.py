@@ -1,0 +1,48 @@
+"""The Hydra application behind `lora-repro train` (also `python -m lora_repro.training.app`).
+
+`--help`, `--cfg job`, `-m` (multirun) and the launcher plugins (joblib, submitit) work as Hydra
+users expect. Bad input ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from lora_repro import resolvers
+from lora_repro.errors import EXIT_USER_ERROR, UserError
+
+CONF_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
+_job_started = False
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def train(cfg: DictConfig) -> float:
+    """Run one fine-tuning job; returns the headline dev metric for sweepers."""
+    global _job_started
+    _job_started = True
+    from lora_repro.training.run import run  # heavy imports only once Hydra has parsed the command
+
+    try:
+        return run(cfg)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def main() -> None:
+    """Console entry point; Hydra's own composition errors (bad overrides) also exit with 2."""
+    resolvers.register()
+    try:
+        train()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not _job_started:  # Hydra failed to compose the config: bad input
+            sys.exit(EXIT_USER_ERROR)
+        raise
+
+
+if __name__ == "__main__":
+    main()

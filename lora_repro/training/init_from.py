@@ -1,0 +1,47 @@
+"""Start a run from another task's finished run, as the paper does for MRPC, RTE and STS-B.
+
+The LoRA paper starts those tasks from the LoRA-adapted MNLI model. Here `train.init_from=mnli`
+loads the method's trained weights (not the head, whose shape is task-specific) from the completed
+MNLI run with the same model, method config and seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file
+
+from lora_repro.errors import UserError
+from lora_repro.results.record import COMPLETED, WEIGHTS_FILE, read_record
+
+
+def find_source_run(cfg: DictConfig) -> Path:
+    """The completed run of task `cfg.train.init_from` with this run's model, method and seed."""
+    task = cfg.train.init_from
+    method = OmegaConf.to_container(cfg.method, resolve=True)
+    folder = Path(cfg.paths.runs_dir) / task / cfg.model.name / cfg.method.name
+    for run_dir in sorted(folder.glob(f"s{cfg.seed}-*")):
+        record = read_record(run_dir)
+        same_method = record["run_info"]["config"]["method"] == method
+        if record["status"] == COMPLETED and same_method and record["artifacts"].get("weights"):
+            return run_dir
+    raise UserError(
+        f"train.init_from={task}: no completed {task} run with model={cfg.model.name}, this method config "
+        f"and seed={cfg.seed} under {folder}; run that task first (the paper's sweeps list mnli first), "
+        "or set train.init_from=null"
+    )
+
+
+def load_init_weights(model: torch.nn.Module, cfg: DictConfig) -> Path:
+    """Copy the source run's method weights (head excluded) into `model`; returns the source run."""
+    source = find_source_run(cfg)
+    heads = tuple(f"{prefix}." for prefix in cfg.model.head_modules)
+    state = {name: tensor for name, tensor in load_file(str(source / WEIGHTS_FILE)).items()
+             if not any(f".{h}" in f".{name}" for h in heads)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise UserError(f"weights of {source} do not fit this model (e.g. {unexpected[0]}); "
+                        "was it trained with another model or method?")
+    return source

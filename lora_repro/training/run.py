@@ -1,0 +1,128 @@
+"""One fine-tuning run, end to end: `lora-repro train task=... method=... model=... [overrides]`.
+
+`run(cfg)` reads top to bottom: validate and build everything that can fail on bad input (data,
+model, method) before anything is written, skip the run if its record is already `completed`,
+then train, and write the record. Returns the headline dev metric (best epoch) for sweepers.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+from safetensors.torch import save_file
+from transformers import set_seed
+
+from lora_repro.data.glue import GlueData, build_datasets
+from lora_repro.methods import apply_method, count_parameters, trainable_state_dict
+from lora_repro.models import load_model, load_tokenizer
+from lora_repro.results.record import (
+    COMPLETED,
+    FAILED,
+    WEIGHTS_FILE,
+    RunRecord,
+    atomic_write,
+    is_completed,
+    read_record,
+    run_dir_for,
+    write_json,
+)
+from lora_repro.training.init_from import load_init_weights
+from lora_repro.training.trainer import EpochLog, device_name, fit, peak_memory_bytes
+
+log = logging.getLogger(__name__)
+
+
+def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
+    """Tokenizer, tokenized data and the model with the method applied (all input validated here)."""
+    set_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    data = build_datasets(cfg.task, cfg.data, tokenizer, cfg.train.max_seq_length)
+    model = apply_method(load_model(cfg.model, data.num_labels), cfg.method, cfg.model)
+    if cfg.train.init_from:
+        load_init_weights(model, cfg)
+    return tokenizer, data, model
+
+
+def summarize(epoch_log: EpochLog, headline: str) -> dict[str, Any]:
+    """Final and best-epoch values of the headline metric, plus all metrics of both epochs."""
+    epochs = epoch_log.epochs
+    best = max(epochs, key=lambda e: e["metrics"][headline])
+    return {
+        "headline_metric": headline,
+        "final": {"epoch": epochs[-1]["epoch"], "value": epochs[-1]["metrics"][headline],
+                  "metrics": epochs[-1]["metrics"]},
+        "best": {"epoch": best["epoch"], "value": best["metrics"][headline], "metrics": best["metrics"]},
+    }
+
+
+def write_predictions(run_dir: Path, data: GlueData, epoch_log: EpochLog) -> dict[str, str]:
+    """One CSV per dev set: idx, gold label, prediction and the raw logits of the final epoch."""
+    files = {}
+    for split, dataset in data.evals.items():
+        logits = epoch_log.logits[split].reshape(len(dataset), -1)
+        table = pd.DataFrame({"idx": dataset["idx"], "label": dataset["labels"],
+                              "prediction": epoch_log.predictions[split]})
+        for k in range(logits.shape[1]):
+            table[f"logit_{k}"] = logits[:, k]
+        name = f"predictions_{split}.csv"
+        atomic_write(run_dir / name, lambda tmp, table=table: table.to_csv(tmp, index=False))
+        files[split] = name
+    return files
+
+
+def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig) -> str:
+    """Save what the method trained (safetensors); the whole model only if asked for full_ft."""
+    if cfg.method.name == "full_ft" and not cfg.train.save_full_model:
+        return ""  # 100% of the model: kept only on request (train.save_full_model=true)
+    state = {name: t.detach().contiguous().cpu() for name, t in trainable_state_dict(model).items()}
+    atomic_write(run_dir / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+    return WEIGHTS_FILE
+
+
+def train_and_record(cfg: DictConfig, record: RunRecord, tokenizer, data: GlueData, model) -> float:
+    """Train, then write predictions, weights and the completed record."""
+    scratch = record.run_dir / "trainer"
+    started = time.perf_counter()
+    epoch_log, train_metrics = fit(model, data, cfg, tokenizer, scratch)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(scratch, ignore_errors=True)
+    counts = count_parameters(model, cfg.method)
+    train_info = {
+        **summarize(epoch_log, cfg.task.headline_metric),
+        "epochs": epoch_log.epochs,
+        "params": {"method": counts.method, "trainable": counts.trainable, "total": counts.total},
+        "train_examples": len(data.train),
+        "eval_examples": {split: len(ds) for split, ds in data.evals.items()},
+        "train_seconds": seconds,
+        "train_examples_per_second": train_metrics.get("train_samples_per_second"),
+        "train_loss": train_metrics.get("train_loss"),
+        "peak_memory_bytes": peak_memory_bytes(),
+    }
+    artifacts = {"predictions": write_predictions(record.run_dir, data, epoch_log),
+                 "weights": save_weights(record.run_dir, model, cfg)}
+    record.finish(COMPLETED, train_info, artifacts)
+    log.info("completed %s: %s = %.4f (best epoch %d)", record.run_dir, cfg.task.headline_metric,
+             train_info["best"]["value"], train_info["best"]["epoch"])
+    return float(train_info["best"]["value"])
+
+
+def run(cfg: DictConfig) -> float:
+    """Run (or skip, if already completed) the fine-tuning described by `cfg`."""
+    run_dir = run_dir_for(cfg)
+    if is_completed(run_dir):
+        log.info("skipping %s: already completed with this config", run_dir)
+        return float(read_record(run_dir)["train_info"]["best"]["value"])
+    tokenizer, data, model = build(cfg)
+    record = RunRecord.start(cfg, device_name())
+    try:
+        return train_and_record(cfg, record, tokenizer, data, model)
+    except BaseException as err:  # includes KeyboardInterrupt: the record must not stay `running`
+        record.finish(FAILED, {"error": f"{type(err).__name__}: {err}"}, {})
+        raise

@@ -1,0 +1,135 @@
+"""Fine-tuning with the Hugging Face `Trainer`: AdamW, linear warm-up/decay, evaluation every epoch.
+
+The Trainer brings accelerate, multi-GPU, mixed precision and the wandb/TensorBoard integrations;
+this module only translates the `train:` config into `TrainingArguments` and collects, per epoch,
+the official metrics of every dev set and the predictions behind them.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+
+from lora_repro.data.glue import GlueData
+from lora_repro.errors import UserError
+from lora_repro.metrics import compute_metrics, predictions_from_logits
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def device_name() -> str:
+    """The device the Trainer will use: CUDA when present, else the CPU."""
+    return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """`TrainingArguments` flags for a `train.precision` value; `auto` = bf16 on CUDA when supported."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown train.precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    on_cuda = torch.cuda.is_available()
+    if precision in ("fp16", "bf16") and not on_cuda:
+        raise UserError(f"train.precision={precision} needs a CUDA GPU; use train.precision=auto on the CPU")
+    if precision == "auto":
+        precision = "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
+    """The `train:` config as `TrainingArguments` (no checkpoints: the run record keeps the result)."""
+    train = cfg.train
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        num_train_epochs=train.epochs,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="epoch",
+        report_to=cfg.logger.report_to,
+        seed=cfg.seed,
+        disable_tqdm=not sys.stderr.isatty(),
+        **precision_flags(train.precision),
+    )
+
+
+@dataclass
+class EpochLog(TrainerCallback):
+    """Collects each evaluation's metrics as `<split>/<metric>` and the predictions behind them.
+
+    The Trainer evaluates the dev sets one after another, calling `compute_metrics` and then
+    `on_evaluate` for each, so the predictions stashed by the first belong to the split the second names.
+    """
+
+    data: GlueData
+    metric_names: list[str]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    logits: dict[str, np.ndarray] = field(default_factory=dict)
+    _pending: tuple[np.ndarray, np.ndarray] | None = None
+    _train_loss: float | None = None
+
+    def compute(self, prediction: EvalPrediction) -> dict[str, float]:
+        logits = np.asarray(prediction.predictions)
+        predicted = predictions_from_logits(logits, self.data.is_regression)
+        self._pending = (logits, predicted)
+        return compute_metrics(self.metric_names, predicted, np.asarray(prediction.label_ids))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102 (Trainer hook)
+        split = next(s for s in self.data.evals if f"eval_{s}_loss" in metrics)
+        epoch = round(state.epoch or 0)
+        if not self.epochs or self.epochs[-1]["epoch"] != epoch:
+            self.epochs.append({"epoch": epoch, "train_loss": self._train_loss, "metrics": {}})
+        prefix = f"eval_{split}_"
+        for key, value in metrics.items():
+            if key.startswith(prefix) and key.removeprefix(prefix) in self.metric_names + ["loss"]:
+                self.epochs[-1]["metrics"][f"{split}/{key.removeprefix(prefix)}"] = float(value)
+        self.logits[split], self.predictions[split] = self._pending
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102 (Trainer hook)
+        # With logging_strategy="epoch" the epoch's mean train loss is logged just before its evaluation.
+        if logs and "loss" in logs:
+            self._train_loss = float(logs["loss"])
+
+
+def peak_memory_bytes() -> int:
+    """Peak memory of this run: CUDA max allocated on a GPU, else the process's peak RSS."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
+        ) -> tuple[EpochLog, dict[str, float]]:
+    """Train `model` on `data.train`, evaluating every dev set after each epoch.
+
+    Returns:
+        The per-epoch log (metrics and final predictions) and the Trainer's train metrics
+        (runtime, samples per second, loss).
+    """
+    log = EpochLog(data=data, metric_names=list(cfg.task.metrics))
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(cfg, output_dir),
+        train_dataset=data.train,
+        eval_dataset=data.evals,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=log.compute,
+        callbacks=[log],
+    )
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    output = trainer.train()
+    return log, dict(output.metrics)
