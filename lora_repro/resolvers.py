@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from omegaconf import OmegaConf
 
 from lora_repro.errors import UserError
+from lora_repro.paper import paper_hparam
 
 
 def rank_for_budget(budget_params: int | None, budget_rank: int, layers: int, hidden: int,
@@ -33,7 +34,21 @@ def rank_for_budget(budget_params: int | None, budget_rank: int, layers: int, hi
     return int(rank)
 
 
+def lora_only(method: str, paper_value: object, method_default: object) -> object:
+    """`paper_value` for LoRA runs, `method_default` for every other method.
+
+    The paper ran only LoRA with the official scripts; its FT, BitFit and adapter rows quote prior
+    work, so the scripts' learning rate and MNLI start say nothing about those methods.
+    """
+    return paper_value if method == "lora" else method_default
+
+
+RESOLVERS = {"rank_for_budget": rank_for_budget, "paper_hparam": paper_hparam,
+             "lora_only": lora_only}
+
+
 def register() -> None:
     """Register the resolvers (idempotent: Hydra apps and tests may both call it)."""
-    if not OmegaConf.has_resolver("rank_for_budget"):
-        OmegaConf.register_new_resolver("rank_for_budget", rank_for_budget)
+    for name, function in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)

@@ -98,17 +98,28 @@ def _features(task_cfg: DictConfig, n_texts: int) -> datasets.Features:
 
 
 def _label_parser(task_cfg: DictConfig) -> Callable[[str], int | float]:
-    """Return a function from a label as written in the TSV to a class id (or a float score)."""
+    """Return a function from a label as written in the TSV to a class id (or a float score).
+
+    The function raises a `ValueError` that says what was expected instead.
+    """
     values = task_cfg.tsv.label_values
     if values is None:
         def parse_score(text: str) -> float:
-            score = float(text)  # ValueError for anything that is not a number
+            try:
+                score = float(text)
+            except ValueError:
+                score = math.nan
             if not math.isfinite(score):
-                raise ValueError
+                raise ValueError(f"label {text!r} is not a finite number (a regression score)")
             return score
         return parse_score
     ids = {str(value): i for i, value in enumerate(values)}
-    return lambda text: ids[text]  # KeyError for a label outside label_values
+
+    def parse_class(text: str) -> int:
+        if text not in ids:
+            raise ValueError(f"label {text!r} is not one of {list(ids)} (tsv.label_values)")
+        return ids[text]
+    return parse_class
 
 
 def _column_index(column: int | str, header: list[str] | None, width: int, path: Path) -> int:
@@ -141,20 +152,20 @@ def _read_tsv(path: Path, task_cfg: DictConfig) -> datasets.Dataset:
                 continue  # a blank line is no row, as for csv.DictReader (the hub's GLUE loader)
             if indices is None:
                 width = len(header) if header is not None else len(row)
-                indices = [_column_index(c, header, width, path) for c in [*spec.text_columns, spec.label_column]]
+                columns = [*spec.text_columns, spec.label_column]
+                indices = [_column_index(column, header, width, path) for column in columns]
             if len(row) != width:
                 raise UserError(f"{path}, line {reader.line_num}: expected {width} tab-separated columns "
                                 f"(as in {'the header' if header else 'the first row'}), found {len(row)}")
             try:
                 labels.append(parse_label(row[indices[-1]]))
-            except (KeyError, ValueError):
-                expected = "a finite number" if spec.label_values is None else f"one of {list(spec.label_values)}"
-                raise UserError(f"{path}, line {reader.line_num}: label {row[indices[-1]]!r} is not {expected}"
-                                ) from None
+            except ValueError as exc:
+                raise UserError(f"{path}, line {reader.line_num}: {exc}") from None
             for column, i in zip(texts, indices, strict=False):
                 column.append(row[i])
     if not labels:
-        raise UserError(f"{path}: no data rows (expected {'a header and ' if spec.header else ''}one row per example)")
+        expected = "a header line, then one line" if spec.header else "one line"
+        raise UserError(f"{path}: the file has no data rows; expected {expected} per example")
     table = {"idx": list(range(len(labels))), **dict(zip(TEXT_COLUMNS, texts, strict=False)), "label": labels}
     return datasets.Dataset.from_dict(table, features=_features(task_cfg, len(texts)))
 
@@ -170,8 +181,9 @@ def _load_hub(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.
     except Exception as exc:  # offline mode, DNS, HTTP, timeouts: each means "no hub" to the user
         cause = (str(exc).splitlines() or [""])[0][:200]
         raise UserError(
-            f"could not reach the Hugging Face hub for {name} ({type(exc).__name__}: {cause}). Fix: set "
-            f"GLUE_DIR (or data.glue_dir=...) to a local folder in the original GLUE layout, or give network access."
+            f"could not reach the Hugging Face hub for {name} ({type(exc).__name__}: {cause}). "
+            f"Fix: set GLUE_DIR (or data.glue_dir=...) to a local folder in the original GLUE layout, "
+            f"or give network access."
         ) from exc
     hub_splits = {TRAIN: "train", **{key: split.hub_split for key, split in task_cfg.eval_splits.items()}}
     missing = sorted(set(hub_splits.values()) - set(hub))
@@ -182,7 +194,7 @@ def _load_hub(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.
     if task_cfg.label_names is not None and hub_labels != list(task_cfg.label_names):
         # TSV labels map to ids through label_names' order, so both sources must agree on it.
         raise UserError(f"{name}: the hub's label names {hub_labels} differ from label_names "
-                        f"{list(task_cfg.label_names)} of task {task_cfg.name!r}; fix conf/task/{task_cfg.name}.yaml")
+                        f"{list(task_cfg.label_names)}; fix conf/task/{task_cfg.name}.yaml")
     return {key: _from_hub(hub[split], task_cfg) for key, split in hub_splits.items()}
 
 

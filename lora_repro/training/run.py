@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
     """Tokenizer, tokenized data and the model with the method applied (all input validated here)."""
     set_seed(cfg.seed)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
     tokenizer = load_tokenizer(cfg.model)
     data = build_datasets(cfg.task, cfg.data, tokenizer, cfg.train.max_seq_length)
     model = apply_method(load_model(cfg.model, data.num_labels), cfg.method, cfg.model)

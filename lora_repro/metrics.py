@@ -1,0 +1,87 @@
+"""The official GLUE metrics, computed with scikit-learn and scipy (the hub's `evaluate` needs a network).
+
+Every metric takes `(predictions, labels)` and returns a python float as a raw fraction or correlation
+(0.875, not 87.5). Tasks name their metrics in `conf/task/*.yaml` (`metrics:`), using the keys of `METRICS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from lora_repro.errors import choose
+
+__all__ = ["METRICS", "compute_metrics", "predictions_from_logits"]
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _correlation(fn: Callable) -> Metric:
+    def metric(predictions: np.ndarray, labels: np.ndarray) -> float:
+        # A constant input has no variance, so the correlation is 0/0 (scipy returns NaN and warns).
+        # 0.0 is what it means for a model: its predictions carry no information about the labels,
+        # and it keeps NaN out of records, tables and the sweeper's objective.
+        if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
+            return 0.0
+        return float(fn(predictions, labels)[0])
+    return metric
+
+
+def _matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
+    # scikit-learn already returns 0.0 when the denominator is 0 (e.g. constant predictions), for the
+    # same reason as the correlations above; `float` turns its numpy scalar into a python float.
+    return float(matthews_corrcoef(labels, predictions))
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": lambda predictions, labels: float(accuracy_score(labels, predictions)),
+    # Binary F1 of the positive class 1 (MRPC "equivalent", QQP "duplicate"), as GLUE reports it;
+    # 0.0 rather than a warning when there are no positive predictions or labels.
+    "f1": lambda predictions, labels: float(f1_score(labels, predictions, pos_label=1, zero_division=0.0)),
+    "matthews_correlation": _matthews,
+    "pearson": _correlation(stats.pearsonr),
+    "spearman": _correlation(stats.spearmanr),
+}
+
+
+def predictions_from_logits(logits: np.ndarray, is_regression: bool) -> np.ndarray:
+    """Turn model outputs of shape (n, num_labels) into predictions of shape (n,).
+
+    Args:
+        logits: The model's outputs; (n, 1) or (n,) for regression.
+        is_regression: True for a single regression output (STS-B).
+
+    Returns:
+        The predicted scores for regression, else the predicted class ids (argmax).
+    """
+    logits = np.asarray(logits)
+    if is_regression:
+        return logits.reshape(len(logits))  # not squeeze(): a batch of one must stay 1-D
+    return logits.argmax(axis=-1)
+
+
+def compute_metrics(names: Sequence[str], predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Compute the named metrics.
+
+    Args:
+        names: Keys of `METRICS`, e.g. a task's `metrics` list.
+        predictions: Predicted class ids or scores, shape (n,).
+        labels: True class ids or scores, shape (n,).
+
+    Returns:
+        `{name: value}` in the order of `names`.
+
+    Raises:
+        UserError: An unknown metric name (the message lists the valid ones).
+        ValueError: Predictions and labels of different shapes, or none at all.
+    """
+    for name in names:
+        choose("metric", name, METRICS)
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if predictions.shape != labels.shape or predictions.size == 0:
+        raise ValueError(f"need one prediction per label, got shapes {predictions.shape} and {labels.shape}")
+    return {name: METRICS[name](predictions, labels) for name in names}
+

@@ -1,0 +1,46 @@
+"""The LoRA paper's published numbers and the official scripts' hyperparameters (see README.md here)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+
+from lora_repro.errors import UserError
+
+PAPER_DIR = Path(__file__).resolve().parent
+
+
+@cache
+def official_hparams() -> pd.DataFrame:
+    """microsoft/LoRA's per-task script flags, indexed by (model, task)."""
+    return pd.read_csv(PAPER_DIR / "official_lora_glue_hparams.csv").set_index(["model", "task"])
+
+
+@cache
+def paper_table(name: str) -> pd.DataFrame:
+    """One of the paper's tables as printed: `table2`, `table5` or `table6`."""
+    return pd.read_csv(PAPER_DIR / f"{name}.csv", dtype=str, keep_default_na=False)
+
+
+def paper_hparam(model: str, task: str, key: str) -> object:
+    """One flag of the official script for `model` x `task`, as a plain Python value.
+
+    `batch_size` is the global batch (per-GPU batch x the scripts' GPU count); `init_from` is `mnli`
+    or None; a missing value (DeBERTa's scripts give warm-up in steps, not as a ratio) is 0.
+    """
+    try:
+        row = official_hparams().loc[(model, task)]
+    except KeyError:
+        models = sorted({m for m, _ in official_hparams().index})
+        raise UserError(f"the paper has no official recipe for model={model} task={task}; recipes exist for "
+                        f"models {', '.join(models)} on mnli, sst2, mrpc, cola, qnli, qqp, rte, stsb") from None
+    if key == "batch_size":
+        return int(row["batch_size"] * row["num_gpus"])
+    if key == "init_from":
+        return "mnli" if row["init_from_mnli"] else None
+    if key not in row.index:
+        raise UserError(f"unknown recipe field {key!r}; choose one of: {', '.join(row.index)}")
+    value = row[key]
+    return 0 if pd.isna(value) else value.item() if hasattr(value, "item") else value

@@ -1,0 +1,127 @@
+"""Plan a sweep before launching it: `lora-repro plan experiment=table2_roberta_base [overrides]`.
+
+Expands the sweep exactly as Hydra's basic sweeper does (the experiment's `hydra.sweeper.params`,
+then the command line), composes every job's config, and lists each run with its hyperparameters,
+whether its record is already `completed` (so a launch would skip it), and a rough cost.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from lora_repro import resolvers
+from lora_repro.errors import EXIT_USER_ERROR, UserError
+from lora_repro.methods import apply_method, count_parameters
+from lora_repro.models import build_model
+from lora_repro.results.record import read_record, run_dir_for
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """Every job's override list, in the order Hydra's basic sweeper launches them."""
+    parser = OverridesParser.create()
+    fixed = [o for o, p in zip(overrides, parser.parse_overrides(overrides)) if not p.is_sweep_override()]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        base = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+    params = base.hydra.sweeper.get("params") or {}
+    swept = [f"{key}={value}" for key, value in params.items()] + overrides
+    return BasicSweeper.split_arguments(parser.parse_overrides(swept), max_batch_size=None)[0]
+
+
+def compose_job(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def run_status(run_dir: Path) -> str:
+    """`completed`, `failed`, `running` (or killed while running), or `missing`."""
+    if not (run_dir / "record.json").exists():
+        return "missing"
+    try:
+        return read_record(run_dir)["status"]
+    except UserError:
+        return "broken"
+
+
+def matmul_flops_per_second() -> float:
+    """This device's dense fp32 matmul rate, measured for about half a second."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.randn(1024, 1024, device=device)
+    torch.mm(a, a)
+    started, n = time.perf_counter(), 0
+    while time.perf_counter() - started < 0.5:
+        torch.mm(a, a)
+        n += 1
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * 1024**3 * n / (time.perf_counter() - started)
+
+
+def estimated_flops(cfg: DictConfig, total_params: int) -> float:
+    """Upper bound on a run's FLOPs: inputs padded to max_seq_length, official GLUE split sizes.
+
+    Training costs about 6 x params per token when every weight gets a gradient and about 4 x when
+    the backbone is frozen (no weight gradients); evaluation 2 x params per token.
+    """
+    sizes = cfg.task.num_examples
+    train_n = min(sizes.train, cfg.data.max_train_samples or sizes.train)
+    eval_n = sum(min(sizes[s], cfg.data.max_eval_samples or sizes[s]) for s in cfg.task.eval_splits)
+    per_token = 6 if cfg.method.name == "full_ft" else 4
+    tokens = cfg.train.max_seq_length * cfg.train.epochs
+    return float(total_params) * tokens * (per_token * train_n + 2 * eval_n)
+
+
+def plan(overrides: list[str]) -> pd.DataFrame:
+    """One row per run of the sweep: what it is, whether it is done, and its estimated cost."""
+    rows, counted = [], {}
+    for job in expand_sweep(overrides):
+        cfg = compose_job(job)
+        key = (cfg.model.name, OmegaConf.to_yaml(cfg.method), cfg.task.name)
+        if key not in counted:  # build on the meta device: no download, no memory
+            model = apply_method(build_model(cfg.model, 1 if cfg.task.label_names is None else
+                                             len(cfg.task.label_names), "meta"), cfg.method, cfg.model)
+            counted[key] = count_parameters(model, cfg.method)
+        run_dir = run_dir_for(cfg)
+        rows.append({"task": cfg.task.name, "model": cfg.model.name, "method": cfg.method.name,
+                     "method_config": " ".join(job_method_overrides(cfg)), "seed": cfg.seed,
+                     "lr": cfg.train.learning_rate, "batch": cfg.train.batch_size, "epochs": cfg.train.epochs,
+                     "max_len": cfg.train.max_seq_length, "init_from": cfg.train.init_from,
+                     "method_params": counted[key].method, "status": run_status(run_dir),
+                     "pflops": estimated_flops(cfg, counted[key].total) / 1e15, "run_dir": str(run_dir)})
+    return pd.DataFrame(rows)
+
+
+def job_method_overrides(cfg: DictConfig) -> list[str]:
+    method = OmegaConf.to_container(cfg.method, resolve=True)
+    return [f"{k}={v}" for k, v in method.items() if k not in ("name", "learning_rate")]
+
+
+def plan_main() -> None:
+    """`lora-repro plan [overrides]`: print the plan of a sweep and what launching it would cost."""
+    resolvers.register()
+    try:
+        table = plan(sys.argv[1:])
+    except (UserError, HydraException) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    todo = table[table.status != "completed"]
+    with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 40):
+        print(table.drop(columns=["run_dir"]).to_string(index=False))
+    rate = matmul_flops_per_second()
+    hours = todo.pflops.sum() * 1e15 / rate / 3600
+    device = "GPU" if torch.cuda.is_available() else "CPU"
+    print(f"\n{len(table)} runs: {len(table) - len(todo)} completed (skipped on launch), {len(todo)} to run; "
+          f"at most {todo.pflops.sum():.3g} PFLOP, about {hours:.3g} h on this {device} at its measured "
+          f"matmul rate of {rate / 1e9:.0f} GFLOP/s (an upper bound: inputs are padded per batch, "
+          "not to max_seq_length)")
