@@ -15,12 +15,16 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.data.tasks import TEXT_COLUMNS, TRAIN, check_subset_sizes, load_raw, source_identity
 from lora_repro.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["GlueData", "build_datasets", "cache_key", "check_max_seq_length", "load_raw"]
 
@@ -46,8 +50,8 @@ class GlueData:
     is_regression: bool
 
 
-def build_datasets(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer, max_seq_length: int,
-                   model_max_length: int | None = None) -> GlueData:
+def build_datasets(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase,
+                   max_seq_length: int, model_max_length: int | None = None) -> GlueData:
     """Load, tokenize and cache a task's splits; reuse the cache when nothing that matters changed.
 
     Args:
@@ -80,7 +84,8 @@ def build_datasets(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer, max_se
                     num_labels=1 if regression else len(task_cfg.label_names), is_regression=regression)
 
 
-def check_max_seq_length(max_seq_length: int, tokenizer, model_max_length: int | None = None) -> None:
+def check_max_seq_length(max_seq_length: int, tokenizer: PreTrainedTokenizerBase,
+                         model_max_length: int | None = None) -> None:
     """Raise a `UserError` unless `MIN_SEQ_LENGTH <= max_seq_length <=` the tokenizer's and model's limits."""
     limits = [n for n in (tokenizer.model_max_length, model_max_length) if n is not None and n < _NO_LIMIT]
     upper = min(limits, default=None)
@@ -91,7 +96,8 @@ def check_max_seq_length(max_seq_length: int, tokenizer, model_max_length: int |
                         f"(the upper bound is the tokenizer's/model's input limit)")
 
 
-def cache_key(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer, max_seq_length: int) -> str:
+def cache_key(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase,
+              max_seq_length: int) -> str:
     """Name the cache folder after a hash of everything that changes the tokenized splits."""
     task = OmegaConf.to_container(task_cfg, resolve=True)
     identity = {
@@ -106,7 +112,8 @@ def cache_key(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer, max_seq_len
     return f"{task_cfg.name}-{digest}"
 
 
-def _tokenize(ds: datasets.Dataset, tokenizer, max_seq_length: int) -> datasets.Dataset:
+def _tokenize(ds: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
+              max_seq_length: int) -> datasets.Dataset:
     texts = [name for name in TEXT_COLUMNS if name in ds.column_names]
 
     def encode(batch: dict[str, list]) -> dict[str, list]:

@@ -28,7 +28,7 @@ def load_raw(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.D
 
     Args:
         task_cfg: A `conf/task/*.yaml` config.
-        data_cfg: The `conf/data/glue.yaml` config; a non-null `glue_dir` selects the local files.
+        data_cfg: The `conf/data/glue.yaml` config; a non-empty `glue_dir` selects the local files.
 
     Returns:
         `"train"` plus every key of `task_cfg.eval_splits`, each with columns `idx`, `text_a`,
@@ -38,10 +38,10 @@ def load_raw(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.D
         UserError: Missing or corrupt files, an unreachable hub, or a subset size that is not positive.
     """
     check_subset_sizes(data_cfg)
-    if data_cfg.glue_dir is not None:
-        splits = {name: _read_tsv(path, task_cfg) for name, path in task_files(task_cfg, data_cfg).items()}
-    else:
+    if _uses_hub(data_cfg):
         splits = _load_hub(task_cfg, data_cfg)
+    else:
+        splits = {name: _read_tsv(path, task_cfg) for name, path in task_files(task_cfg, data_cfg).items()}
     return {
         name: _subset(ds, data_cfg.max_train_samples if name == TRAIN else data_cfg.max_eval_samples,
                       data_cfg.subset_seed)
@@ -84,10 +84,15 @@ def source_identity(task_cfg: DictConfig, data_cfg: DictConfig) -> list:
     Local files are identified by path, size and modification time rather than a content hash:
     MNLI's train.tsv is 410 MB, and hashing it on every run would cost seconds for nothing.
     """
-    if data_cfg.glue_dir is None:
+    if _uses_hub(data_cfg):
         return ["hub", data_cfg.hub_dataset, task_cfg.hub_config]
     return [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
             for path in task_files(task_cfg, data_cfg).values()]
+
+
+def _uses_hub(data_cfg: DictConfig) -> bool:
+    # An empty GLUE_DIR (`GLUE_DIR= lora-repro train`) means unset, as for the shell, not "the cwd".
+    return not data_cfg.glue_dir
 
 
 def _features(task_cfg: DictConfig, n_texts: int) -> datasets.Features:

@@ -1,0 +1,250 @@
+"""Fine-tuning methods: one registry, one way to apply, count and save them.
+
+Each method is a small module (`full_ft`, `bitfit`, `adapter`, `lora`) with a validated config dataclass, an
+`apply(model, cfg, model_cfg)` function and a predicate naming its own parameters. This package does the
+parts every method shares, so they live in one place:
+
+* `apply_method` freezes the backbone, lets the method add or unfreeze its parameters, then unfreezes the
+  classification head named by `model_cfg.head_modules` (module-name prefixes, never architecture if-chains).
+* `count_parameters` reports the paper's count (the method's own parameters, head excluded), everything that
+  trains, and the model's total.
+* `trainable_state_dict` / `load_trainable_state_dict` save and restore exactly what trains.
+
+Parameter names are those of the transformers model (for LoRA: inside PEFT's wrapper), so checkpoints do not
+depend on whether PEFT is in the way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from peft import PeftModel
+from torch import nn
+
+from lora_repro.errors import UserError, choose
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "ParamCounts",
+    "apply_method",
+    "check_int",
+    "count_parameters",
+    "load_trainable_state_dict",
+    "method_names",
+    "register",
+    "trainable_state_dict",
+]
+
+# Keys of the method config group that belong to the training runner, not to the method itself.
+RUNNER_KEYS = ("name", "learning_rate")
+# Where apply_method leaves the head prefixes, because count_parameters only gets the method config.
+HEAD_ATTR = "lora_repro_head_modules"
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    """Parameter counts of a model with a method applied.
+
+    Attributes:
+        method: what the method itself trains, head excluded (the paper's "# Trainable Parameters").
+        trainable: everything that trains (method + head + e.g. Houlsby's layer norms).
+        total: every parameter of the final model (backbone + added).
+    """
+
+    method: int
+    trainable: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its config schema, how to apply it, and which parameter names are its own."""
+
+    name: str
+    config_cls: type
+    apply: Callable[[nn.Module, Any, DictConfig], nn.Module]
+    owns: Callable[[str], bool]
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, *, config: type, owns: Callable[[str], bool]) -> Callable:
+    """Register the decorated `apply(model, cfg, model_cfg)` function as method `name`.
+
+    Args:
+        name: the method's name, as in `conf/method/<name>.yaml`.
+        config: the method's config dataclass, built from the method config minus the runner's keys.
+        owns: predicate on a parameter name: True if the method counts it as its own.
+
+    Returns:
+        A decorator that records the function and returns it unchanged.
+
+    Raises:
+        ValueError: if `name` is already registered (a programming error, not bad input).
+    """
+    def decorator(apply: Callable[[nn.Module, Any, DictConfig], nn.Module]) -> Callable:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is already registered")
+        METHODS[name] = Method(name, config, apply, owns)
+        return apply
+
+    return decorator
+
+
+def method_names() -> list[str]:
+    """Return the registered method names, sorted."""
+    return sorted(METHODS)
+
+
+def apply_method(model: nn.Module, method_cfg: DictConfig, model_cfg: DictConfig) -> nn.Module:
+    """Prepare `model` for training with the method `method_cfg.name`.
+
+    Args:
+        model: a transformers sequence-classification model (on any device, including meta).
+        method_cfg: the `method` config group (name, learning_rate and the method's own options).
+        model_cfg: the `model` config group; `head_modules` names the head that always trains.
+
+    Returns:
+        The model to train: `model` itself, changed in place, or PEFT's `PeftModel` wrapping it for LoRA.
+
+    Raises:
+        UserError: unknown method, bad option value, or a config that does not fit this model.
+    """
+    method = _method(method_cfg.name)
+    cfg = _build_config(method, method_cfg)
+    heads = tuple(model_cfg.head_modules)
+    model.requires_grad_(False)
+    model = method.apply(model, cfg, model_cfg)
+    _unfreeze_head(_inner(model), heads)
+    return model
+
+
+def count_parameters(model: nn.Module, method_cfg: DictConfig) -> ParamCounts:
+    """Count the parameters of a model returned by `apply_method` (works on the meta device).
+
+    Args:
+        model: the model `apply_method` returned.
+        method_cfg: the method config it was applied with.
+
+    Returns:
+        The method's own, trainable and total parameter counts.
+
+    Raises:
+        ValueError: if the model did not go through `apply_method` (its head is unknown).
+    """
+    owns = _method(method_cfg.name).owns
+    inner = _inner(model)
+    heads = getattr(inner, HEAD_ATTR, None)
+    if heads is None:
+        raise ValueError("count_parameters needs a model returned by apply_method")
+    method = trainable = total = 0
+    for name, param in inner.named_parameters():
+        total += param.numel()
+        if param.requires_grad:
+            trainable += param.numel()
+            # The paper counts what the method adds or unfreezes; the head trains under every method.
+            if owns(name) and not _in_head(name, heads):
+                method += param.numel()
+    return ParamCounts(method=method, trainable=trainable, total=total)
+
+
+def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return every parameter that trains, by name: what a run saves (ready for safetensors)."""
+    return {name: p.detach() for name, p in _inner(model).named_parameters() if p.requires_grad}
+
+
+def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy a saved `trainable_state_dict` into a fresh model with the same method applied.
+
+    Args:
+        model: the model `apply_method` returned, built like the one that was saved.
+        state: the saved tensors.
+
+    Raises:
+        UserError: a missing or unexpected key, or a shape that differs (wrong method, model or options).
+    """
+    params = {name: p for name, p in _inner(model).named_parameters() if p.requires_grad}
+    missing, unexpected = sorted(params.keys() - state.keys()), sorted(state.keys() - params.keys())
+    if missing or unexpected:
+        raise UserError(f"saved parameters do not fit this model and method: missing {missing[:5]} "
+                        f"({len(missing)} in all), unexpected {unexpected[:5]} ({len(unexpected)} in all)")
+    for name, param in params.items():
+        if param.shape != state[name].shape:
+            raise UserError(f"saved parameter {name} has shape {tuple(state[name].shape)}, "
+                            f"the model expects {tuple(param.shape)}")
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(state[name])
+
+
+def check_int(what: str, value: Any, low: int, high: int | None = None) -> int:
+    """Return `value` if it is an int in [low, high], else raise a `UserError` naming it and the range.
+
+    Args:
+        what: the option, as the user would name it (e.g. "lora rank r").
+        value: the value given.
+        low: the smallest accepted value.
+        high: the largest accepted value, or None for no upper bound.
+
+    Returns:
+        `value`, unchanged.
+
+    Raises:
+        UserError: e.g. "lora rank r must be > 0, got -4".
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{what} must be an integer, got {value!r}")
+    if value < low:
+        raise UserError(f"{what} must be > {low - 1}, got {value}")
+    if high is not None and value > high:
+        raise UserError(f"{what} must be <= {high}, got {value}")
+    return value
+
+
+def _method(name: str) -> Method:
+    return METHODS[choose("method", name, METHODS)]
+
+
+def _build_config(method: Method, method_cfg: DictConfig) -> Any:
+    """Build the method's config dataclass from its config group, rejecting unknown and missing keys."""
+    values = OmegaConf.to_container(method_cfg, resolve=True)
+    for key in RUNNER_KEYS:
+        values.pop(key, None)
+    fields = {f.name for f in dataclasses.fields(method.config_cls)}
+    unknown, missing = sorted(values.keys() - fields), sorted(fields - values.keys())
+    if unknown or missing:
+        raise UserError(f"method {method.name}: unknown options {unknown}, missing options {missing}; "
+                        f"it takes exactly {sorted(fields)} (see conf/method/{method.name}.yaml)")
+    return method.config_cls(**values)
+
+
+def _inner(model: nn.Module) -> nn.Module:
+    """The transformers model itself: PEFT injects LoRA into it in place, so names stay the model's own."""
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def _unfreeze_head(inner: nn.Module, heads: tuple[str, ...]) -> None:
+    """Unfreeze every parameter under the head prefixes, and remember them for counting."""
+    for head in heads:
+        params = [p for name, p in inner.named_parameters() if _in_head(name, (head,))]
+        if not params:
+            raise UserError(f"model.head_modules entry {head!r} matches no parameter of this model; "
+                            f"list the module-name prefixes of its classification head (e.g. classifier)")
+        for param in params:
+            param.requires_grad_(True)
+    setattr(inner, HEAD_ATTR, heads)
+
+
+def _in_head(name: str, heads: tuple[str, ...]) -> bool:
+    return any(name == h or name.startswith(h + ".") for h in heads)
+
+
+# Importing the method modules registers them; they import `register` from here, hence the late import.
+from lora_repro.methods import adapter, bitfit, full_ft, lora  # noqa: E402, F401, I001

@@ -36,7 +36,7 @@ RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
 # Config sections that decide what a run computes. Paths, loggers and Hydra's own settings do not,
 # so changing them neither invalidates finished runs nor splits one run into two.
-HASHED_SECTIONS = ("task", "method", "model", "train", "seed")
+HASHED_SECTIONS = ("task", "method", "model", "train", "seed", "setup")
 HASHED_DATA_KEYS = ("hub_dataset", "max_train_samples", "max_eval_samples", "subset_seed")
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "safetensors",
             "scikit-learn", "scipy", "numpy", "pandas", "lora-repro")

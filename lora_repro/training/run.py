@@ -31,7 +31,6 @@ from lora_repro.results.record import (
     is_completed,
     read_record,
     run_dir_for,
-    write_json,
 )
 from lora_repro.training.init_from import load_init_weights
 from lora_repro.training.trainer import EpochLog, device_name, fit, peak_memory_bytes
@@ -45,7 +44,8 @@ def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     tokenizer = load_tokenizer(cfg.model)
-    data = build_datasets(cfg.task, cfg.data, tokenizer, cfg.train.max_seq_length)
+    data = build_datasets(cfg.task, cfg.data, tokenizer, cfg.train.max_seq_length,
+                          model_max_length=cfg.model.shape.max_position_embeddings)
     model = apply_method(load_model(cfg.model, data.num_labels), cfg.method, cfg.model)
     if cfg.train.init_from:
         load_init_weights(model, cfg)

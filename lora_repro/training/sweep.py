@@ -31,7 +31,7 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
     """Every job's override list, in the order Hydra's basic sweeper launches them."""
     parser = OverridesParser.create()
-    fixed = [o for o, p in zip(overrides, parser.parse_overrides(overrides)) if not p.is_sweep_override()]
+    fixed = [o for o, p in zip(overrides, parser.parse_overrides(overrides), strict=True) if not p.is_sweep_override()]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         base = compose(config_name="config", overrides=fixed, return_hydra_config=True)
     params = base.hydra.sweeper.get("params") or {}

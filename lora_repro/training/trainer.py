@@ -69,6 +69,7 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         logging_strategy="epoch",
         report_to=cfg.logger.report_to,
         seed=cfg.seed,
+        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=not sys.stderr.isatty(),
         **precision_flags(train.precision),
     )

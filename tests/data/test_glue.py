@@ -217,13 +217,17 @@ def test_missing_file(glue_dir, tmp_path):
     assert "train.tsv, dev_matched.tsv, dev_mismatched.tsv" in message and "GLUE_DIR" in message
 
 
-def test_hub_unreachable(tmp_path, monkeypatch):
+@pytest.mark.parametrize("glue_dir", ["null", "''"])  # '' is what `GLUE_DIR= lora-repro train` gives
+def test_hub_unreachable(glue_dir, tmp_path, monkeypatch):
     def offline(*args, **kwargs):
-        raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (LocalEntryNotFoundError)")
+        raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (OfflineModeIsEnabled)")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    message = user_error("cola", None, tmp_path)
-    assert "nyu-mll/glue/cola" in message and "GLUE_DIR" in message and "network" in message
+    cfg = compose_config(["task=cola", f"data.glue_dir={glue_dir}", f"paths.root={tmp_path}"])
+    with pytest.raises(UserError) as caught:
+        load_raw(cfg.task, cfg.data)
+    assert "nyu-mll/glue/cola" in str(caught.value) and "GLUE_DIR" in str(caught.value)
+    assert "network" in str(caught.value)
 
 
 def test_hub_label_order_mismatch(tmp_path, monkeypatch):
@@ -232,13 +236,16 @@ def test_hub_label_order_mismatch(tmp_path, monkeypatch):
     assert "label names" in user_error("rte", None, tmp_path)
 
 
+STSB_TEXTS = "\t".join(["x"] * 9)  # the nine columns before an STS-B score
+
+
+# write_tiny_glue writes 48 train and 24 dev rows, so an appended row is on line 49 (CoLA) / 50 or 26.
 @pytest.mark.parametrize(("task", "file", "line", "expected"), [
-    # write_tiny_glue writes 48 train and 24 dev rows, so the appended row is on line 49/50 or 25/26.
-    ("sst2", "SST-2/dev.tsv", "one\ttoo\tmany", r"dev.tsv, line 26: expected 2 tab-separated columns.*found 3"),
+    ("sst2", "SST-2/dev.tsv", "one\ttoo\tmany", r"dev.tsv, line 26: expected 2 tab-separated .*found 3"),
     ("cola", "CoLA/train.tsv", "gj04\t1\tonly three", r"train.tsv, line 49: expected 4 .*first row.*found 3"),
     ("rte", "RTE/dev.tsv", "9\ta\tb\tmaybe", r"dev.tsv, line 26: label 'maybe' is not one of \['entailment'"),
-    ("stsb", "STS-B/train.tsv", "\t".join(["x"] * 9 + ["five"]), r"train.tsv, line 50: label 'five' is not a"),
-    ("stsb", "STS-B/dev.tsv", "\t".join(["x"] * 9 + ["nan"]), r"dev.tsv, line 26: label 'nan' is not a finite"),
+    ("stsb", "STS-B/train.tsv", f"{STSB_TEXTS}\tfive", r"train.tsv, line 50: label 'five' is not a finite"),
+    ("stsb", "STS-B/dev.tsv", f"{STSB_TEXTS}\tnan", r"dev.tsv, line 26: label 'nan' is not a finite"),
 ])
 def test_corrupt_row_names_file_and_line(task, file, line, expected, glue_dir, tmp_path):
     with (glue_dir / file).open("a") as f:

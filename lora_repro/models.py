@@ -1,0 +1,162 @@
+"""Models and tokenizers from the `model` config group: pretrained, packaged, or built from a shape.
+
+`model.pretrained` is a Hugging Face hub id, a local folder, `package:<module>` (a model shipped inside an
+installed Python package, such as the offline default MiniLM), or null for a random init from
+`model.shape`. `build_model` builds the same architecture on any device, so the paper's models can be
+counted on the meta device with no download and no memory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from lora_repro.errors import UserError
+
+__all__ = ["PACKAGE_PREFIX", "build_model", "load_model", "load_tokenizer", "resolve_source"]
+
+PACKAGE_PREFIX = "package:"
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def resolve_source(source: str) -> str:
+    """Turn `package:<module>` into that installed package's model folder; return anything else unchanged.
+
+    The package either offers `get_model_path()` or keeps the model in a `model` folder beside its
+    `__init__`.
+
+    Args:
+        source: a hub id, a local path, or `package:<module>`.
+
+    Returns:
+        What `from_pretrained` should be given.
+
+    Raises:
+        UserError: the package is not installed or holds no model folder.
+    """
+    if not source.startswith(PACKAGE_PREFIX):
+        return source
+    name = source.removeprefix(PACKAGE_PREFIX)
+    try:
+        module = importlib.import_module(name)
+    except ImportError as err:
+        raise UserError(f"model source {source!r}: the package {name!r} is not installed ({err}); "
+                        f"install it or point model.pretrained at a hub id or local folder") from None
+    get_path = getattr(module, "get_model_path", None)
+    folder = Path(get_path()) if get_path is not None else Path(module.__file__).parent / "model"
+    if not folder.is_dir():
+        raise UserError(f"model source {source!r}: the package has no model folder at {folder}")
+    return str(folder)
+
+
+def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
+    """Load the tokenizer named by `model_cfg.tokenizer` (see `resolve_source`).
+
+    Raises:
+        UserError: the tokenizer is not available locally and cannot be downloaded.
+    """
+    return _from_pretrained(AutoTokenizer.from_pretrained, model_cfg.tokenizer, "model.tokenizer",
+                            trust_remote_code=model_cfg.trust_remote_code, **_offline_kwargs())
+
+
+def load_model(model_cfg: DictConfig, num_labels: int) -> PreTrainedModel:
+    """Load the pretrained model with a fresh classification head, or build it at random if none is named.
+
+    Args:
+        model_cfg: the `model` config group. `pretrained: null` means a random init from `shape`, on CPU,
+            seeded by the caller (`torch.manual_seed`).
+        num_labels: classes of the task; 1 means regression (STS-B).
+
+    Returns:
+        An `AutoModelForSequenceClassification` model.
+
+    Raises:
+        UserError: the model is not available locally and cannot be downloaded.
+    """
+    if model_cfg.pretrained is None:
+        return build_model(model_cfg, num_labels, device="cpu")
+    # use_safetensors is left at transformers' default, which takes safetensors whenever the source has
+    # them and falls back to a pickled checkpoint only when it has nothing else.
+    return _from_pretrained(AutoModelForSequenceClassification.from_pretrained, model_cfg.pretrained,
+                            "model.pretrained", trust_remote_code=model_cfg.trust_remote_code,
+                            **_label_kwargs(num_labels), **_offline_kwargs(adapter_lookup=True))
+
+
+def build_model(model_cfg: DictConfig, num_labels: int, device: str = "meta") -> PreTrainedModel:
+    """Build the architecture from `model_cfg.shape` with random weights, never downloading anything.
+
+    Args:
+        model_cfg: the `model` config group (`architecture` is a transformers model type).
+        num_labels: classes of the task; 1 means regression.
+        device: where to create the weights; "meta" allocates nothing (for counting parameters).
+
+    Returns:
+        An `AutoModelForSequenceClassification` model.
+
+    Raises:
+        UserError: `model_cfg.architecture` is not a transformers model type.
+    """
+    shape = OmegaConf.to_container(model_cfg.shape, resolve=True)
+    try:
+        config = AutoConfig.for_model(model_cfg.architecture, **shape, **_label_kwargs(num_labels))
+    except ValueError as err:
+        raise UserError(f"model.architecture {model_cfg.architecture!r} is not a transformers model type "
+                        f"(e.g. bert, roberta, deberta-v2): {err}") from None
+    with torch.device(device):
+        return AutoModelForSequenceClassification.from_config(config)
+
+
+def _label_kwargs(num_labels: int) -> dict[str, Any]:
+    if num_labels < 1:
+        raise ValueError(f"num_labels must be >= 1, got {num_labels}")
+    # Without problem_type, transformers guesses from the label dtype; say it, so STS-B is always MSE.
+    return {"num_labels": num_labels,
+            "problem_type": "regression" if num_labels == 1 else "single_label_classification"}
+
+
+def _offline_kwargs(adapter_lookup: bool = False) -> dict[str, Any]:
+    """Stay off the network when offline mode is asked for, even if set after huggingface_hub was imported.
+
+    huggingface_hub reads HF_HUB_OFFLINE once, at import; a later setting (a test, a launcher) would
+    otherwise be ignored and every file lookup would retry the network for minutes. transformers does not
+    pass `local_files_only` on to its adapter_config.json lookup, hence `adapter_kwargs`.
+    """
+    env = (os.environ.get(var, "").upper() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if not (huggingface_hub.is_offline_mode() or any(env)):
+        return {}
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if adapter_lookup:
+        kwargs["adapter_kwargs"] = {"local_files_only": True}
+    return kwargs
+
+
+def _from_pretrained(load: Callable[..., Any], source: str, field: str, **kwargs: Any) -> Any:
+    """Call `load(resolve_source(source), **kwargs)`, turning a missing model into one actionable error."""
+    path = resolve_source(source)
+    try:
+        return load(path, **kwargs)
+    except (OSError, ValueError) as err:  # ValueError: e.g. a folder without a usable config.json
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if Path(path).is_dir():
+            raise UserError(f"{field}: could not load from the local folder {path}: {reason}") from None
+        if not isinstance(err, OSError):
+            raise
+        raise UserError(
+            f"{field}: {source!r} is not a local folder and could not be downloaded from the Hugging Face "
+            f"hub (no network, or HF_HUB_OFFLINE=1) nor found in its cache ({reason}). Fix: give network "
+            f"access or pre-download it (`hf download {source}`), or use model=minilm (the packaged offline "
+            f"model), or point {field} at a local folder.") from None

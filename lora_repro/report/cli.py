@@ -1,0 +1,89 @@
+"""`lora-repro report {table2,table5,table6,mini}`: the paper's tables and figures from run records.
+
+    lora-repro report table2 [--runs DIR ...] [--model NAME ...] [--task NAME ...] [--out DIR] [--seeds N]
+    lora-repro report table2 --params-only [--model NAME ...]   # the parameter column, no records needed
+    lora-repro report mini --out results/mini
+
+Writes <table>.md, <table>.tex, <table>.csv (tidy: median, std, n_seeds, paper, delta) and PNG figures
+into --out, and prints the Markdown. Bad arguments or no records: one line `error: ...`, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from lora_repro.cli import group_choices
+from lora_repro.errors import EXIT_USER_ERROR, UserError, choose
+from lora_repro.report.render import to_markdown, write_report
+from lora_repro.report.reports import DEFAULT_SEEDS, REPORTS, build_report, params_report
+from lora_repro.results.store import default_runs_dir, load_records
+
+__all__ = ["main", "parse_args"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one `error: ...` line and exit status 2 (the CLI's convention)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
+def positive(text: str) -> int:
+    """An integer >= 1 (for --seeds)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse and check the arguments (model and task names against conf/model and conf/task)."""
+    parser = Parser(prog="lora-repro report", description=__doc__.splitlines()[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", choices=REPORTS, help="which report")
+    parser.add_argument("--runs", type=Path, nargs="+", action="extend", metavar="DIR",
+                        help=f"folders with run records (default: {default_runs_dir()})")
+    parser.add_argument("--model", action="append", help="only this model (repeatable), e.g. roberta_base")
+    parser.add_argument("--task", action="append", help="only this task (repeatable), e.g. rte")
+    parser.add_argument("--out", type=Path, help="output folder (default: results/<table>)")
+    parser.add_argument("--seeds", type=positive, help="seeds a cell should have (default: "
+                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_SEEDS.items()) + ")")
+    parser.add_argument("--params-only", action="store_true",
+                        help="table2: only the # Trainable Parameters column, computed (no records needed)")
+    args = parser.parse_args(argv)
+    for model in args.model or ():
+        choose("model", model, group_choices("model"))
+    for task in args.task or ():
+        choose("task", task, group_choices("task"))
+    if args.params_only and args.table != "table2":
+        raise UserError("--params-only goes with table2 only")
+    args.out = args.out or Path("results") / args.table
+    return args
+
+
+def run(argv: list[str]) -> list[Path]:
+    """Build the report `argv` asks for, write its files and print its Markdown."""
+    args = parse_args(argv)
+    command = shlex.join(["lora-repro", "report", *argv])
+    if args.params_only:
+        report = params_report(args.model)
+    else:
+        # With no --runs, a missing default folder just means no runs yet (table2 then shows parameters).
+        runs = args.runs or [d for d in [default_runs_dir()] if d.is_dir()]
+        report = build_report(args.table, load_records(runs), args.model, args.task, args.seeds)
+    written = write_report(report, args.out, command)
+    print(to_markdown(report, command))
+    return written
+
+
+def main() -> None:
+    """Entry point of `lora-repro report` (reads `sys.argv[1:]`, as the dispatcher sets it)."""
+    try:
+        written = run(sys.argv[1:])
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

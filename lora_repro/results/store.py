@@ -1,0 +1,144 @@
+"""The result store: every run record under some folders, as one pandas table (one row per record).
+
+Reports are built from this table only. Each row carries what identifies a table cell (task, model,
+setup, the method's paper-style label and row key, seed), the hyperparameters, the parameter counts
+and the best-epoch metrics. `family` hashes the run's config without its seed: records of one cell
+that differ in anything but the seed have different families, so a report can flag them instead of
+averaging them.
+
+Records that are `running` or `failed` stay in the table with their status; they are never results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from lora_repro.errors import UserError
+from lora_repro.results.record import COMPLETED, RECORD_FILE, read_record
+
+__all__ = ["WEIGHT_ORDER", "default_runs_dir", "load_records", "method_label", "method_row_key",
+           "targets_key"]
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The paper's names for the method configs' `name` (adapters are told apart by their `variant`).
+LABELS = {"full_ft": "FT", "bitfit": "BitFit", "lora": "LoRA"}
+ADAPTER_LABELS = {"houlsby": "AdptH", "pfeiffer": "AdptP", "adapterdrop": "AdptD"}
+WEIGHT_ORDER = ("q", "k", "v", "o")
+# The columns of the store, in order; `train.*`, `method.*` and `metric.*` columns follow them.
+COLUMNS = ["status", "task", "model", "method", "label", "row_key", "setup", "seed", "config_hash",
+           "family", "params_method", "params_trainable", "params_total", "headline_metric", "best",
+           "best_epoch", "final", "path"]
+
+
+def default_runs_dir() -> Path:
+    """`paths.runs_dir` of conf/paths/default.yaml (the folder `lora-repro train` writes to)."""
+    paths = OmegaConf.create({"paths": OmegaConf.load(CONF_DIR / "paths" / "default.yaml")})
+    return Path(paths.paths.runs_dir)
+
+
+def targets_key(targets: Sequence[str]) -> str:
+    """A LoRA weight set in the paper's order, e.g. `q,v` (the order given in the config is irrelevant)."""
+    return ",".join(sorted(targets, key=lambda t: (WEIGHT_ORDER + (t,)).index(t)))
+
+
+def method_label(method: Mapping[str, Any]) -> str:
+    """The paper's name for a method config: FT, BitFit, AdptH, AdptP, AdptD or LoRA."""
+    if method["name"] == "adapter":
+        return ADAPTER_LABELS.get(method["variant"], f"Adpt-{method['variant']}")
+    return LABELS.get(method["name"], method["name"])
+
+
+def method_row_key(method: Mapping[str, Any]) -> str:
+    """The label plus what tells the paper's rows of one method apart (bottleneck, rank, weights)."""
+    label = method_label(method)
+    if method["name"] == "lora":
+        return f"{label} r={method['r']} α={method['alpha']} {{{targets_key(method['targets'])}}}"
+    if method["name"] == "adapter":
+        drop = method["drop_lowest"]
+        dropped = "" if method["variant"] != "adapterdrop" else f" drop={'half' if drop is None else drop}"
+        return f"{label} m={method['bottleneck']}{dropped}"
+    return label
+
+
+def family_hash(hashed_config: Mapping[str, Any]) -> str:
+    """A hash of everything that decides a run's result except its seed."""
+    rest = {key: value for key, value in hashed_config.items() if key != "seed"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def flat(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`{prefix.key: value}`, lists as comma-joined text so that every column stays hashable."""
+    return {f"{prefix}.{key}": ",".join(map(str, value)) if isinstance(value, list) else value
+            for key, value in values.items()}
+
+
+def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """One store row from one record (KeyError/TypeError when the record lacks a field)."""
+    config, info = record["run_info"]["config"], record["train_info"]
+    method = config["method"]
+    params = info.get("params", {})
+    best = info.get("best", {})
+    row = {
+        "status": record["status"], "task": config["task"]["name"], "model": config["model"]["name"],
+        "method": method["name"], "label": method_label(method), "row_key": method_row_key(method),
+        "setup": config["setup"], "seed": config["seed"], "config_hash": record["config_hash"],
+        "family": family_hash(record["run_info"]["hashed_config"]),
+        "params_method": params.get("method"), "params_trainable": params.get("trainable"),
+        "params_total": params.get("total"), "headline_metric": info.get("headline_metric"),
+        "best": best.get("value"), "best_epoch": best.get("epoch"),
+        "final": info.get("final", {}).get("value"),
+        "path": str(path),
+        **flat("train", config["train"]), **flat("method", method),
+        **flat("metric", best.get("metrics", {})),
+    }
+    if record["status"] == COMPLETED and row["best"] is None:
+        raise KeyError("train_info.best")
+    return row
+
+
+def record_files(paths: Sequence[Path]) -> list[Path]:
+    """Every record file under `paths`, sorted (a missing folder is a `UserError`)."""
+    files: list[Path] = []
+    for folder in map(Path, paths):
+        if not folder.is_dir():
+            raise UserError(f"no run folder {folder}; pass --runs with a folder `lora-repro train` wrote to")
+        files += sorted(folder.rglob(RECORD_FILE))
+    return files
+
+
+def load_records(paths: Sequence[Path] | None = None) -> pd.DataFrame:
+    """Every run record under `paths`, one row per record.
+
+    Args:
+        paths: Folders searched recursively for `record.json`; None = `default_runs_dir()`
+            (`experiments/runs`).
+
+    Returns:
+        A table with the columns of `COLUMNS`, then `train.<key>` (hyperparameters), `method.<key>`
+        (the method config) and `metric.<split>/<name>` (every metric of the best epoch). Rows of
+        `running` and `failed` records have no metrics.
+
+    Raises:
+        UserError: A folder that does not exist, or a record that is broken or incomplete (the
+            message names the file and says to delete that run folder and rerun it).
+    """
+    rows = []
+    for file in record_files([default_runs_dir()] if paths is None else paths):
+        record = read_record(file.parent)
+        try:
+            rows.append(record_row(record, file))
+        except (KeyError, TypeError, AttributeError) as err:
+            raise UserError(f"incomplete run record {file} (no {err}); delete the folder {file.parent} "
+                            "and rerun that run") from None
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    extra = sorted(c for c in table.columns if c not in COLUMNS)
+    return table[COLUMNS + extra].reset_index(drop=True)

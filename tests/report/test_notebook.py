@@ -1,0 +1,25 @@
+"""notebooks/results.ipynb runs top to bottom on a folder of synthetic records and draws the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from tests.report.test_tables import write_runs
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "results.ipynb"
+
+
+def test_the_notebook_runs_on_synthetic_records(tmp_path, monkeypatch):
+    runs = write_runs(tmp_path / "runs")
+    monkeypatch.setenv("LORA_REPRO_RUNS", str(runs))  # the kernel inherits the environment
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(f"run records in {runs}" in o.get("text", "") for o in outputs)
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # Table 2's parameters figure and Table 6's rank figure

@@ -1,0 +1,139 @@
+"""Reports rendered from synthetic run records (written with the real record writer).
+
+`write_runs` lays out one small store that exercises every case a report must show: complete and
+incomplete cells, a cell mixing two configs, failed and running runs, a MiniLM comparison and a
+LoRA rank x weight-set sweep.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lora_repro.errors import UserError
+from lora_repro.report.reports import build_report
+from lora_repro.report.render import to_latex, to_markdown
+from lora_repro.results.record import FAILED, RUNNING
+from lora_repro.results.store import load_records
+from tests.results.test_store import write_run
+
+LORA_MNLI = [0.870, 0.872, 0.875, 0.878, 0.880]   # x100: 87.5 median, sample std 0.41 -> 87.5±.4
+LORA_ROW = "LoRA r=8 α=16 {q,v}"
+
+
+def write_runs(root: Path) -> Path:
+    """The synthetic store (about 50 records); returns its folder."""
+    for seed, value in enumerate(LORA_MNLI):
+        write_run(root, "mnli", "roberta_base", "lora_paper", seed, value)
+        write_run(root, "mnli", "roberta_base", "full_ft", seed, value + 0.001)
+    for seed in range(3):  # 3 of 5 seeds
+        write_run(root, "rte", "roberta_base", "lora_paper", seed, 0.86 + seed / 100)
+    write_run(root, "rte", "roberta_base", "adapterdrop_m32", 0, 0.70)
+    write_run(root, "rte", "roberta_base", "adapterdrop_m32", 1, 0.72)
+    write_run(root, "rte", "roberta_base", "adapterdrop_m32", 2, 0.99, overrides=("train.learning_rate=1e-3",))
+    write_run(root, "rte", "roberta_base", "bitfit", 0, status=FAILED)
+    write_run(root, "rte", "roberta_base", "bitfit", 1, status=RUNNING)
+    for task in ("rte", "mrpc"):
+        for seed in range(3):
+            write_run(root, task, "minilm", "full_ft", seed, 0.65 + seed / 100)
+            write_run(root, task, "minilm", "lora", seed, 0.60 + seed / 100)
+    for targets in ("[q]", "[q,v]"):
+        for r in (1, 2):
+            for seed in range(3):
+                write_run(root, "sst2", "minilm", "lora", seed, 0.80 + r / 100 + len(targets) / 1000,
+                          overrides=(f"method.r={r}", f"method.targets={targets}"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory) -> pd.DataFrame:
+    return load_records([write_runs(tmp_path_factory.mktemp("runs"))])
+
+
+def ours(report) -> pd.DataFrame:
+    return report.sections[0].table.set_index("Method")
+
+
+def test_table2_cells_missing_seeds_and_mixed_configs(records):
+    report = build_report("table2", records, models=["roberta_base"])
+    table = ours(report)
+    assert table.loc[LORA_ROW, "MNLI"] == "87.5±.4"
+    assert table.loc[LORA_ROW, "RTE"] == "87.0±1.0 (3/5 seeds)"
+    assert table.loc[LORA_ROW, "# Trainable Parameters"] == "0.3M"
+    assert table.loc[LORA_ROW, "MNLI-mm"] == "87.1±.4"  # mismatched accuracy, recorded alongside
+    assert table.loc["AdptD m=32 drop=half", "RTE"] == "71.0±1.4 (2/5 seeds)‡"  # not averaged with the 0.99
+    assert table.loc["FT", "RTE"] == "—" and table.loc["AdptD m=96 drop=half", "MNLI"] == "—"
+    assert table.loc["BitFit", "RTE"] == "—"  # failed and running runs are never results
+    assert list(table.index) == ["FT", "BitFit", "AdptD m=32 drop=half", "AdptD m=96 drop=half", LORA_ROW]
+    notes = " ".join(report.sections[0].notes)
+    assert "1 failed, 1 running" in notes and "train.learning_rate" in notes
+    assert "MNLI = matched/accuracy" in notes and "RTE = dev/accuracy" in notes
+
+
+def test_table2_shows_the_paper_and_the_difference(records):
+    report = build_report("table2", records, models=["roberta_base"])
+    titles = [s.title for s in report.sections]
+    paper = report.sections[1].table.set_index("Method")
+    delta = report.sections[2].table.set_index("Method")
+    assert titles[1].startswith("Paper") and titles[2].startswith("Difference")
+    assert paper.loc[LORA_ROW, "MNLI"] == "87.5±.3" and paper.loc["FT", "Paper row"] == "FT*"
+    assert delta.loc[LORA_ROW, "MNLI"] == "+0.0" and delta.loc[LORA_ROW, "RTE"] == "+0.4"
+    assert titles[-1] == "Parameter counts"
+
+
+def test_table2_tidy_table(records):
+    tidy = build_report("table2", records, models=["roberta_base"]).tidy
+    cell = tidy[(tidy["row_key"] == LORA_ROW) & (tidy["task"] == "rte")].iloc[0]
+    assert (cell["n_seeds"], cell["expected_seeds"], cell["paper"], cell["cell"]) == (3, 5, 86.6, "87.0±1.0 (3/5 seeds)")
+    assert cell["delta"] == pytest.approx(0.4)
+    assert {"median", "std", "n_seeds", "paper", "delta", "families", "metric"} <= set(tidy.columns)
+
+
+def test_seeds_option_changes_what_counts_as_complete(records):
+    table = ours(build_report("table2", records, models=["roberta_base"], seeds=3))
+    assert table.loc[LORA_ROW, "RTE"] == "87.0±1.0"
+
+
+def test_mini_has_the_minilm_rows_a_labelled_reference_and_the_rank_table(records):
+    report = build_report("mini", records)
+    table = ours(report)
+    assert list(table.index) == ["FT", LORA_ROW]  # the rank sweep's LoRA configs are not Table 2 rows
+    assert table.loc["FT", "RTE"] == "66.0±1.0"
+    reference = next(s for s in report.sections if s.title.startswith("Reference only"))
+    assert "RoBERTa-base" in reference.title and "LoRA" in set(reference.table["Method"])
+    rank = next(s for s in report.sections if "by rank" in s.title).table.set_index("Weight type")
+    assert list(rank.columns) == ["r=1", "r=2"] and list(rank.index) == ["Wq", "Wq,Wv"]
+    assert rank.loc["Wq,Wv", "r=2"] == "82.5±.0"
+    assert set(report.figures) == {"mini_avg_vs_params", "mini_rank"}
+
+
+def test_table5_and_table6_layouts_with_the_paper_as_a_separate_block(records):
+    table6 = build_report("table6", records)
+    assert "GPT-3 175B" in table6.sections[-1].title and "reference only" in table6.sections[-1].title
+    table5 = build_report("table5", records)
+    budget = table5.sections[0]
+    assert budget.title.startswith("minilm: # of trainable parameters")
+    assert list(budget.table.columns) == ["Weight type", "Wq", "Wq,Wv"]
+    assert list(budget.table["Weight type"]) == ["Rank r", "SST-2"]
+    assert list(budget.table.iloc[0, 1:]) == ["2", "1"]  # equal budget: rank 2 on one type, 1 on two
+    assert "GPT-3 175B" in table5.sections[-1].title
+
+
+def test_renderers_state_the_command(records):
+    report = build_report("table2", records, models=["roberta_base"])
+    md, tex = to_markdown(report, "lora-repro report table2"), to_latex(report, "lora-repro report table2")
+    assert "Produced by: `lora-repro report table2`" in md and "| MNLI |" in md
+    assert tex.startswith("% Produced by: lora-repro report table2") and r"87.5$\pm$.4" in tex
+
+
+def test_no_records_means_the_parameter_column_for_table2_and_an_error_otherwise(records):
+    empty = records.iloc[0:0]
+    params = build_report("table2", empty, models=["roberta_large"])
+    assert params.name == "table2_params" and set(params.tidy["model"]) == {"roberta_large"}
+    for name in ("table5", "table6", "mini"):
+        with pytest.raises(UserError, match="no completed run records"):
+            build_report(name, empty)
+    with pytest.raises(UserError, match="no completed run records"):
+        build_report("table2", records, models=["minilm"], tasks=["qqp"])
