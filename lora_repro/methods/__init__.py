@@ -38,6 +38,7 @@ __all__ = [
     "load_trainable_state_dict",
     "method_names",
     "register",
+    "check_method_config",
     "trainable_state_dict",
 ]
 
@@ -101,6 +102,15 @@ def register(name: str, *, config: type, owns: Callable[[str], bool]) -> Callabl
 def method_names() -> list[str]:
     """Return the registered method names, sorted."""
     return sorted(METHODS)
+
+
+def check_method_config(method_cfg: DictConfig) -> None:
+    """Validate a method config on its own, before any model is loaded.
+
+    Raises:
+        UserError: unknown method or a bad option value.
+    """
+    _build_config(_method(method_cfg.name), method_cfg)
 
 
 def apply_method(model: nn.Module, method_cfg: DictConfig, model_cfg: DictConfig) -> nn.Module:

@@ -34,7 +34,8 @@ def summarize_group(group: pd.DataFrame, value: str) -> dict[str, object]:
     """The cell of one group of completed records: its largest config family's seeds."""
     sizes = group.groupby("family")["seed"].nunique().sort_index().sort_values(ascending=False, kind="stable")
     family = sizes.index[0]
-    chosen = group[group["family"] == family].sort_values("seed")
+    # One run per config hash: copies of a run folder under two --runs folders are one run.
+    chosen = group[group["family"] == family].drop_duplicates("config_hash").sort_values("seed")
     values = chosen[value].astype(float)
     return {
         "median": values.median(), "std": values.std(ddof=1), "n_seeds": len(values),

@@ -34,7 +34,8 @@ def params_figure(avg: pd.DataFrame) -> Figure:
 
     Args:
         avg: The Avg lines of the Table 2 tidy table (columns model, method, label, params, median,
-            paper, paper_index); rows without an average (missing tasks) are left out.
+            paper, paper_index). Ours is drawn only for rows with a value on every task, the paper's
+            for rows that have a counterpart.
 
     Returns:
         The figure.
@@ -52,8 +53,8 @@ def params_figure(avg: pd.DataFrame) -> Figure:
                             textcoords="offset points")
             if pd.notna(row.paper):
                 x = float(printed[int(row.paper_index)]) * 1e6
-                ax.scatter(x, row.paper, facecolors="none", edgecolors=color, label=f"{row.label} (paper)")
-        handles = dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+                ax.scatter(x, 100 * row.paper, facecolors="none", edgecolors=color, label=f"{row.label} (paper)")
+        handles = dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))  # one entry per label
         ax.legend(handles.values(), handles.keys(), fontsize=7)
         ax.set(xscale="log", title=model, xlabel="# trainable parameters", ylabel="Avg. score (x100)")
     if not models:

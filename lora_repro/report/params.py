@@ -19,11 +19,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from lora_repro import resolvers
+from lora_repro.cli import CONF_DIR
 from lora_repro.methods import ParamCounts, apply_method, count_parameters
 from lora_repro.models import build_model
 from lora_repro.paper import paper_table
 from lora_repro.report.cells import format_params
-from lora_repro.results.store import CONF_DIR, method_row_key
+from lora_repro.results.store import method_row_key
 
 __all__ = ["PAPER_MODELS", "PaperRow", "count_paper_row", "params_check", "params_match", "paper_rows",
            "shown_count"]

@@ -20,7 +20,8 @@ __all__ = ["figure_png", "to_latex", "to_markdown", "write_report"]
 # LaTeX for TeX's special characters and the symbols the tables use.
 LATEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
          "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "±": r"$\pm$",
-         "α": r"$\alpha$", "—": "---", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "·": r"$\cdot$"}
+         "α": r"$\alpha$", "—": "---", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "·": r"$\cdot$",
+         "`": ""}  # Markdown's code quotes
 
 
 def produced_by(command: str) -> str:

@@ -64,9 +64,9 @@ def paper_counterpart(model: str, setup: str, label: str, count: float) -> float
 def record_rows(done: pd.DataFrame) -> pd.DataFrame:
     """The rows the completed records fill, each with the parameter count its runs recorded."""
     shown = done["params_total"].where(done["label"] == "FT", done["params_method"])
-    rows = done.assign(params=shown).groupby(ROW_KEYS, as_index=False).agg(
-        label=("label", "first"), params=("params", lambda p: p.mode().iloc[0]))
-    return rows
+    # FT's total differs by task (head size); the most common count stands for the row.
+    return done.assign(params=shown).groupby(ROW_KEYS, as_index=False).agg(
+        label=("label", "first"), params=("params", lambda p: p.mode().iloc[0] if p.notna().any() else None))
 
 
 def expected_rows(models: Sequence[str]) -> pd.DataFrame:
@@ -118,7 +118,11 @@ def avg_rows(tidy: pd.DataFrame, rows: pd.DataFrame, tasks: Sequence[str]) -> pd
 
 def table2_tidy(records: pd.DataFrame, rows: pd.DataFrame, tasks: Sequence[str], expected: int
                 ) -> pd.DataFrame:
-    """The long table behind Table 2: one line per row x task (and Avg) with ours, paper and delta."""
+    """The long table behind Table 2: one line per row x task (and Avg) with ours, paper and delta.
+
+    Numeric columns (median, std, paper, paper_std, delta) are on the records' 0-1 scale; `cell`,
+    `paper_cell` and `delta_cell` are the text as printed (x100).
+    """
     cells = summarize_cells(records, ROW_KEYS + ["task"])
     mm = summarize_cells(records[records["task"] == "mnli"], ROW_KEYS + ["task"], value=MM_COLUMN)
     cells = pd.concat([cells, mm.assign(task=MM_TASK)], ignore_index=True) if not mm.empty else cells
@@ -130,12 +134,15 @@ def table2_tidy(records: pd.DataFrame, rows: pd.DataFrame, tasks: Sequence[str],
                                     for i, t in zip(grid["paper_index"], grid["task"], strict=True)]
     tidy = pd.concat([grid, avg_rows(grid, rows, tasks)], ignore_index=True)
     tidy["expected_seeds"] = expected
-    tidy["delta"] = 100 * tidy["median"] - tidy["paper"]
     tidy["paper_cell"] = [paper_text(i, t, p)
                           for i, t, p in zip(tidy["paper_index"], tidy["task"], tidy["paper"], strict=True)]
     tidy["delta_cell"] = [format_delta(100 * m, p)
                           for m, p in zip(tidy["median"], tidy["paper"], strict=True)]
-    return tidy
+    # Numbers on the records' scale (0-1), like median and std; the *_cell columns are the printed text.
+    tidy[["paper", "paper_std"]] = tidy[["paper", "paper_std"]] / 100
+    tidy["delta"] = tidy["median"] - tidy["paper"]
+    counts = ["params", "paper_index", "n_seeds", "families"]  # NaN-able counts: integers in the CSV
+    return tidy.astype(dict.fromkeys(counts, "Int64"))
 
 
 def paper_text(index: float, task: str, value: float) -> str:

@@ -20,13 +20,13 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
+from lora_repro.cli import CONF_DIR
 from lora_repro.errors import UserError
 from lora_repro.results.record import COMPLETED, RECORD_FILE, read_record
 
 __all__ = ["WEIGHT_ORDER", "default_runs_dir", "load_records", "method_label", "method_row_key",
            "targets_key"]
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # The paper's names for the method configs' `name` (adapters are told apart by their `variant`).
 LABELS = {"full_ft": "FT", "bitfit": "BitFit", "lora": "LoRA"}
 ADAPTER_LABELS = {"houlsby": "AdptH", "pfeiffer": "AdptP", "adapterdrop": "AdptD"}
@@ -104,13 +104,14 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def record_files(paths: Sequence[Path]) -> list[Path]:
-    """Every record file under `paths`, sorted (a missing folder is a `UserError`)."""
-    files: list[Path] = []
+    """Every record file under `paths`, sorted, each once (a missing folder is a `UserError`)."""
+    files: dict[Path, Path] = {}
     for folder in map(Path, paths):
         if not folder.is_dir():
             raise UserError(f"no run folder {folder}; pass --runs with a folder `lora-repro train` wrote to")
-        files += sorted(folder.rglob(RECORD_FILE))
-    return files
+        # Overlapping folders (runs/ and runs/rte/) must not count a run twice.
+        files.update((file.resolve(), file) for file in sorted(folder.rglob(RECORD_FILE)))
+    return list(files.values())
 
 
 def load_records(paths: Sequence[Path] | None = None) -> pd.DataFrame:

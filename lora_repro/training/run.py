@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from transformers import set_seed
 
 from lora_repro.data.glue import GlueData, build_datasets
-from lora_repro.methods import apply_method, count_parameters, trainable_state_dict
+from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
 from lora_repro.models import load_model, load_tokenizer
 from lora_repro.results.record import (
     COMPLETED,
@@ -33,13 +33,28 @@ from lora_repro.results.record import (
     run_dir_for,
 )
 from lora_repro.training.init_from import load_init_weights
-from lora_repro.training.trainer import EpochLog, device_name, fit, peak_memory_bytes
+from lora_repro.training.trainer import (
+    EpochLog,
+    device_name,
+    fit,
+    peak_memory_bytes,
+    per_device_batch,
+    precision_flags,
+)
 
 log = logging.getLogger(__name__)
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """Fail fast on settings that need no data or model to judge."""
+    check_method_config(cfg.method)
+    precision_flags(cfg.train.precision)
+    per_device_batch(cfg.train.batch_size)
+
+
 def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
     """Tokenizer, tokenized data and the model with the method applied (all input validated here)."""
+    check_settings(cfg)
     set_seed(cfg.seed)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)

@@ -41,7 +41,8 @@ def test_paper_cells_deltas_and_parameter_counts():
 
 def _records(rows):
     columns = ["status", "task", "seed", "family", "best", "headline_metric", "train.learning_rate"]
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    return table.assign(config_hash=[f"{f}{s}" for f, s in zip(table["family"], table["seed"], strict=True)])
 
 
 def test_only_completed_records_make_cells_and_mixed_families_are_not_averaged():
@@ -58,6 +59,11 @@ def test_only_completed_records_make_cells_and_mixed_families_are_not_averaged()
     assert (rte["median"], rte["n_seeds"], rte["seeds"], rte["families"], rte["family"]) == (0.71, 2, "0,1", 2, "a")
     assert rte["differs"] == "train.learning_rate" and rte["metric"] == "dev/accuracy"
     assert rte["std"] == pytest.approx(pd.Series([0.70, 0.72]).std())
+
+
+def test_a_run_found_twice_counts_once():
+    table = _records([("completed", "rte", 0, "a", 0.70, "dev/accuracy", 1e-4)] * 2)
+    assert summarize_cells(table, ["task"]).loc[0, "n_seeds"] == 1
 
 
 def test_no_completed_records_give_no_cells():

@@ -128,3 +128,9 @@ def test_a_missing_folder_is_a_user_error_and_an_empty_one_an_empty_table(tmp_pa
     with pytest.raises(UserError, match="nowhere"):
         load_records([tmp_path / "nowhere"])
     assert load_records([tmp_path]).empty
+
+
+def test_overlapping_folders_count_each_record_once(tmp_path):
+    write_run(tmp_path, seed=0)
+    write_run(tmp_path, "rte", seed=0)
+    assert len(load_records([tmp_path, tmp_path / "sst2"])) == 2

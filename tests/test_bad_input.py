@@ -1,0 +1,94 @@
+"""Bad input: one clear error naming the bad value, exit status 2, and no run record left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lora_repro.errors import UserError
+from lora_repro.training.run import run
+from tests.conftest import compose_config
+
+BAD_SETTINGS = [
+    (["method.r=0"], "r must be > 0, got 0"),
+    (["method.r=33"], "r must be <= 32"),
+    (["method.targets=[]"], "non-empty"),
+    (["method.targets=[q,query]"], "'query'"),
+    (["method=adapter", "method.variant=serial"], "'serial'"),
+    (["method=adapter", "method.bottleneck=0"], "bottleneck"),
+    (["train.max_seq_length=4"], "max_seq_length=4"),
+    (["train.max_seq_length=4096"], "max_seq_length=4096"),
+    (["train.precision=fp16"], "needs a CUDA GPU"),
+    (["data.max_train_samples=0"], "max_train_samples"),
+]
+
+
+def runs_written(root: Path) -> list[Path]:
+    return list((root / "experiments" / "runs").rglob("record.json"))
+
+
+@pytest.mark.parametrize("overrides,message", BAD_SETTINGS, ids=lambda x: str(x))
+def test_bad_setting_is_one_clear_error_and_writes_nothing(tmp_path, glue_dir, overrides, message):
+    cfg = compose_config([f"data.glue_dir={glue_dir}", f"paths.root={tmp_path}", "model=tiny_bert", "task=rte",
+                          *overrides])
+    with pytest.raises(UserError, match=message.replace("[", r"\[")):
+        run(cfg)
+    assert runs_written(tmp_path) == []
+
+
+def test_missing_task_files_say_where_and_how_to_fix(tmp_path, glue_dir):
+    (glue_dir / "RTE" / "dev.tsv").unlink()
+    cfg = compose_config([f"data.glue_dir={glue_dir}", f"paths.root={tmp_path}", "model=tiny_bert", "task=rte"])
+    with pytest.raises(UserError, match="RTE") as err:
+        run(cfg)
+    assert "GLUE_DIR" in str(err.value) and runs_written(tmp_path) == []
+
+
+def test_corrupt_tsv_names_file_and_line(tmp_path, glue_dir):
+    with open(glue_dir / "RTE" / "train.tsv", "a") as f:
+        f.write("99\tonly two columns\n")
+    cfg = compose_config([f"data.glue_dir={glue_dir}", f"paths.root={tmp_path}", "model=tiny_bert", "task=rte"])
+    with pytest.raises(UserError, match=r"train\.tsv.*line"):
+        run(cfg)
+    assert runs_written(tmp_path) == []
+
+
+def cli(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "lora_repro.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "task=colaa"], "unknown task 'colaa'; choose one of: cola, mnli"),
+    (["train", "method=lorra"], "unknown method 'lorra'"),
+    (["train", "model=gpt2"], "unknown model 'gpt2'"),
+    (["train", "-m", "task=rte,nope"], "unknown task 'nope'"),
+    (["train", "method.rank=4"], "rank"),
+    (["train", "model=tiny_bert", "task=rte", "method.r=-4"], "lora rank r must be > 0, got -4"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+])
+def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message):
+    result = cli(args, tmp_path, glue_dir)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert runs_written(tmp_path) == []
+
+
+def test_hub_model_without_network_is_a_clear_error(tmp_path, glue_dir):
+    result = cli(["train", "model=roberta_base", "task=rte"], tmp_path, glue_dir)
+    assert result.returncode == 2
+    assert "FacebookAI/roberta-base" in result.stderr and "model=minilm" in result.stderr
+    assert "Traceback" not in result.stderr and runs_written(tmp_path) == []
+
+
+def test_help_and_cfg_job_work_as_in_hydra(tmp_path, glue_dir):
+    shown = cli(["train", "--cfg", "job", "task=mrpc", "method=lora", "method.r=4"], tmp_path, glue_dir)
+    assert shown.returncode == 0 and "name: mrpc" in shown.stdout and "r: 4" in shown.stdout
+    helped = cli(["train", "--help"], tmp_path, glue_dir)
+    assert helped.returncode == 0 and "task: cola, mnli" in helped.stdout
