@@ -20,7 +20,7 @@ from lora_repro.errors import EXIT_USER_ERROR, UserError, choose
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # Config groups whose choice is a file name: checked before Hydra starts, so that a typo gets the
 # list of valid names and exit status 2 instead of Hydra's composition traceback.
-CHOICE_GROUPS = ("task", "method", "model", "train", "data", "logger", "experiment", "recipe")
+CHOICE_GROUPS = ("task", "method", "model", "train", "data", "logger", "experiment")
 COMMANDS = {
     "train": "lora_repro.training.app:main",
     "plan": "lora_repro.training.sweep:plan_main",

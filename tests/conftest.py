@@ -8,8 +8,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lora_repro import resolvers
-
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 ARCHITECTURES = {"bert": "minilm", "roberta": "roberta_base", "deberta-v2": "deberta_v2_xxlarge"}
 
@@ -21,7 +19,6 @@ TINY_SHAPE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:
     """Compose conf/config.yaml exactly as `lora-repro train` would, with `overrides`."""
-    resolvers.register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=overrides or [], return_hydra_config=False)
 
@@ -75,7 +72,8 @@ def write_tiny_glue(root: Path, n_train: int = 48, n_dev: int = 24) -> Path:
               [[str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none", a, b, f"{(i % 11) / 2:.3f}"]
                for i, (a, b, _) in enumerate(_rows(n, True, ["x"]))])
         write(root / "QQP" / f, "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
-              [[str(i), str(2 * i), str(2 * i + 1), a, b, lab] for i, (a, b, lab) in enumerate(_rows(n, True, ["0", "1"]))])
+              [[str(i), str(2 * i), str(2 * i + 1), a, b, lab]
+               for i, (a, b, lab) in enumerate(_rows(n, True, ["0", "1"]))])
         write(root / "QNLI" / f, "index\tquestion\tsentence\tlabel",
               [[str(i), a, b, lab] for i, (a, b, lab) in enumerate(_rows(n, True, ["entailment", "not_entailment"]))])
         for task in ("RTE", "WNLI"):
@@ -87,7 +85,8 @@ def write_tiny_glue(root: Path, n_train: int = 48, n_dev: int = 24) -> Path:
     for f, n in (("train.tsv", n_train), ("dev_matched.tsv", n_dev), ("dev_mismatched.tsv", n_dev - 2)):
         rows = _rows(n, True, ["entailment", "neutral", "contradiction"])
         write(root / "MNLI" / f, mnli_header,
-              [[str(i), "1", "1n", "fiction", "(", "(", "(", "(", a, b, lab, lab] for i, (a, b, lab) in enumerate(rows)])
+              [[str(i), "1", "1n", "fiction", "(", "(", "(", "(", a, b, lab, lab]
+               for i, (a, b, lab) in enumerate(rows)])
     return root
 
 

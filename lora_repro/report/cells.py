@@ -15,7 +15,7 @@ import pandas as pd
 
 from lora_repro.results.record import COMPLETED
 
-__all__ = ["MISSING", "MIXED", "cell_text", "format_delta", "format_params", "parse_paper_cell",
+__all__ = ["MISSING", "MIXED", "cell_text", "format_cell", "format_delta", "format_params", "parse_paper_cell",
            "summarize_cells"]
 
 MISSING = "—"

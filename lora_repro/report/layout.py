@@ -18,7 +18,7 @@ from lora_repro.report.cells import MISSING, MIXED
 from lora_repro.results.record import COMPLETED
 
 __all__ = ["Report", "Section", "TASK_NAMES", "TASK_ORDER", "legend", "metric_note", "mixed_notes",
-           "not_results_note", "order_tasks", "position", "select", "task_name"]
+           "not_results_note", "order_tasks", "position", "require_completed", "select", "task_name"]
 
 # The paper's Table 2 columns, in its order.
 TASK_ORDER = ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")

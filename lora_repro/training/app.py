@@ -12,7 +12,6 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from lora_repro import resolvers
 from lora_repro.errors import EXIT_USER_ERROR, UserError
 
 CONF_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
@@ -35,7 +34,6 @@ def train(cfg: DictConfig) -> float:
 
 def main() -> None:
     """Console entry point; Hydra's own composition errors (bad overrides) also exit with 2."""
-    resolvers.register()
     try:
         train()
     except SystemExit as exit_:

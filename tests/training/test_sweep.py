@@ -1,0 +1,68 @@
+"""Sweeps: the plan of a paper table, multirun through the parallel and submitit launchers, resume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lora_repro.paper import paper_hparam
+from lora_repro.training.sweep import expand_sweep, plan
+
+
+def test_table2_roberta_base_plan_lists_every_run_with_the_papers_hyperparameters(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORA_REPRO_ROOT", str(tmp_path))
+    table = plan(["experiment=table2_roberta_base"])
+    assert len(table) == 8 * 5 * 5
+    assert set(table.task) == {"mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb"}
+    assert sorted(table.seed.unique()) == [0, 1, 2, 3, 4]
+    assert (table.status == "missing").all()
+    assert list(table.task.iloc[:25].unique()) == ["mnli"]  # MNLI first: later LoRA runs start from it
+    lora = table[table.method == "lora"].set_index("task")
+    for task in ("mnli", "cola", "rte"):
+        row = lora.loc[task].iloc[0]
+        assert row.lr == paper_hparam("roberta_base", task, "learning_rate")
+        assert row.epochs == paper_hparam("roberta_base", task, "epochs")
+        assert row.max_len == paper_hparam("roberta_base", task, "max_seq_length")
+        assert row.method_params == 294_912
+    assert lora.loc["rte"].iloc[0].init_from == "mnli" and pd.isna(lora.loc["cola"].iloc[0].init_from)
+    assert set(table[table.method == "full_ft"].lr) == {2e-5}  # other methods keep their own learning rate
+
+
+def test_table5_ranks_are_computed_from_the_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORA_REPRO_ROOT", str(tmp_path))
+    jobs = expand_sweep(["experiment=table5", "seed=0"])
+    table = plan(["experiment=table5", "seed=0"])
+    assert len(jobs) == len(table) == 7
+    # One weight type at rank 8 is the budget: two types get rank 4, four get rank 2, as in the paper.
+    ranks = dict(zip(table.method_config.str.extract(r"targets=(\[.*\])")[0], table.method_config.str.extract(
+        r"r=(\d+)")[0].astype(int), strict=True))
+    assert ranks == {"['q']": 8, "['k']": 8, "['v']": 8, "['o']": 8, "['q', 'k']": 4, "['q', 'v']": 4,
+                     "['q', 'k', 'v', 'o']": 2}
+    assert table.method_params.nunique() == 1
+
+
+def launch(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "lora_repro.cli", "train", "-m", "model=tiny_bert", "task=rte",
+                           "train.max_seq_length=32", "train.num_threads=1", "seed=0,1", *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def records(root: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (root / "experiments" / "runs").rglob("record.json")}
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
+def test_two_run_multirun_through_a_launcher_then_resume_skips_both(tmp_path, glue_dir, launcher):
+    first = launch([f"hydra/launcher={launcher}"], tmp_path, glue_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    done = records(tmp_path)
+    assert len(done) == 2
+    again = launch([f"hydra/launcher={launcher}"], tmp_path, glue_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert records(tmp_path) == done  # nothing recomputed, nothing rewritten
