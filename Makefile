@@ -34,27 +34,29 @@ format: ## ruff format + fixes
 mini: ## the paper's comparison scaled to this CPU: sweep, then tables and figures in results/mini/
 	$(SWEEP) experiment=mini $(ARGS)
 	$(SWEEP) experiment=mini_table6 $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report mini --out results/mini)
+	$(if $(DRY_RUN),,lora-repro report mini --runs experiments/mini --rank-runs experiments/mini_table6 --out results/mini)
 
 table2-roberta-base: ## Table 2, RoBERTa-base rows: 8 tasks x methods x 5 seeds (GPU + hub)
 	$(SWEEP) experiment=table2_roberta_base $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table2 --model roberta_base --out results/table2_roberta_base)
+	$(if $(DRY_RUN),,lora-repro report table2 --runs experiments/table2_roberta_base --model roberta_base --out results/table2_roberta_base)
 
-table2-roberta-large: ## Table 2, RoBERTa-large rows (GPU + hub)
+table2-roberta-large: ## Table 2, RoBERTa-large rows, official and Houlsby-like (dagger) setups (GPU + hub)
 	$(SWEEP) experiment=table2_roberta_large $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table2 --model roberta_large --out results/table2_roberta_large)
+	$(SWEEP) experiment=table2_roberta_large_houlsby $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report table2 --runs experiments/table2_roberta_large \
+	    experiments/table2_roberta_large_houlsby --model roberta_large --out results/table2_roberta_large)
 
 table2-deberta-xxl: ## Table 2, DeBERTa-XXL rows (GPUs + hub)
 	$(SWEEP) experiment=table2_deberta_xxl $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table2 --model deberta_v2_xxlarge --out results/table2_deberta_xxl)
+	$(if $(DRY_RUN),,lora-repro report table2 --runs experiments/table2_deberta_xxl --model deberta_v2_xxlarge --out results/table2_deberta_xxl)
 
 table5: ## Table 5: LoRA on weight sets at an equal parameter budget (MNLI by default)
 	$(SWEEP) experiment=table5 $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table5 --out results/table5)
+	$(if $(DRY_RUN),,lora-repro report table5 --runs experiments/table5 --out results/table5)
 
 table6: ## Table 6: LoRA rank x weight set
 	$(SWEEP) experiment=table6 $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table6 --out results/table6)
+	$(if $(DRY_RUN),,lora-repro report table6 --runs experiments/table6 --out results/table6)
 
 bench: ## training step time, memory, checkpoint size and inference latency per method -> results/bench/
 	lora-repro bench $(ARGS)

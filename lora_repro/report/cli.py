@@ -2,7 +2,7 @@
 
     lora-repro report table2 [--runs DIR ...] [--model NAME ...] [--task NAME ...] [--out DIR] [--seeds N]
     lora-repro report table2 --params-only [--model NAME ...]   # the parameter column, no records needed
-    lora-repro report mini --out results/mini
+    lora-repro report mini --runs experiments/mini --rank-runs experiments/mini_table6 --out results/mini
 
 Writes <table>.md, <table>.tex, <table>.csv (tidy: median, std, n_seeds, paper, delta) and PNG figures
 into --out, and prints the Markdown. Bad arguments or no records: one line `error: ...`, exit status 2.
@@ -46,6 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("table", choices=REPORTS, help="which report")
     parser.add_argument("--runs", type=Path, nargs="+", action="extend", metavar="DIR",
                         help=f"folders with run records (default: {default_runs_dir()})")
+    parser.add_argument("--rank-runs", type=Path, nargs="+", action="extend", metavar="DIR",
+                        help="mini: folders with the rank sweep's records (default: experiments/mini_table6)")
     parser.add_argument("--model", action="append", help="only this model (repeatable), e.g. roberta_base")
     parser.add_argument("--task", action="append", help="only this task (repeatable), e.g. rte")
     parser.add_argument("--out", type=Path, help="output folder (default: results/<table>)")
@@ -73,7 +75,9 @@ def run(argv: list[str]) -> list[Path]:
     else:
         # With no --runs, a missing default folder just means no runs yet (table2 then shows parameters).
         runs = args.runs or [d for d in [default_runs_dir()] if d.is_dir()]
-        report = build_report(args.table, load_records(runs), args.model, args.task, args.seeds)
+        rank_runs = args.rank_runs or [default_runs_dir().parent / "mini_table6"]
+        rank_records = load_records(rank_runs) if args.table == "mini" else None
+        report = build_report(args.table, load_records(runs), args.model, args.task, args.seeds, rank_records)
     written = write_report(report, args.out, command)
     print(to_markdown(report, command))
     return written

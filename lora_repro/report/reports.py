@@ -61,29 +61,18 @@ def sweep_report(number: int, records: pd.DataFrame, seeds: int) -> Report:
     return Report(f"table{number}", title, sections, cells.assign(table=f"table{number}"), figures)
 
 
-def main_rows(records: pd.DataFrame) -> pd.DataFrame:
-    """Records without the LoRA configs run on fewer tasks than the model's most-run LoRA config.
-
-    In `mini` those are the rank sweep's: they belong to the Table 6 layout, and would otherwise
-    add a mostly empty Table 2 row per rank and weight set.
-    """
-    lora = records[records["method"] == "lora"]
-    coverage = lora.groupby(["model", "row_key"])["task"].nunique()
-    sweep = coverage[coverage < coverage.groupby(level="model").transform("max")].index
-    return records[~pd.MultiIndex.from_frame(records[["model", "row_key"]]).isin(sweep)]
-
-
-def mini_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int) -> Report:
+def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequence[str] | None,
+                seeds: int) -> Report:
     """The Table 2 layout for MiniLM, the paper's RoBERTa-base rows as a reference, and its rank sweep."""
-    sections, tidy, _ = table2_sections(main_rows(records), tasks, seeds, paper_models=[])
-    sections[0].notes.append("LoRA configs run on fewer tasks than the main LoRA row (the rank sweep) are "
-                             "shown in the rank table below only.")
+    sections, tidy, _ = table2_sections(records, tasks, seeds, paper_models=[])
     shown = [t for t in dict.fromkeys(tidy["task"]) if t in set(records["task"])]
     reference = Section("Reference only: the paper's RoBERTa-base rows (a different, larger model; the paper "
                         "has no MiniLM row, so there is no difference to compute)", paper_block("roberta-base", shown),
                         ["* = prior work quoted by the paper. Avg. = the paper's printed average when all 8 "
                          "tasks are shown, else its mean over the tasks shown."])
-    rank_sections, cells = table6_sections(records[records["method"] == "lora"], seeds, notes=False)
+    rank_lora = rank_records[rank_records["method"] == "lora"]
+    require_completed(rank_lora, "mini (rank sweep, --rank-runs)")
+    rank_sections, cells = table6_sections(rank_lora, seeds, notes=False)
     figures = {"mini_avg_vs_params": params_figure(tidy[tidy["task"] == AVG]), "mini_rank": rank_figure(cells)}
     tidy = pd.concat([tidy.assign(table="table2"), cells.assign(table="table6")], ignore_index=True)
     return Report("mini", "The paper's comparison on MiniLM (CPU scale)",
@@ -91,7 +80,8 @@ def mini_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int) 
 
 
 def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None = None,
-                 tasks: Sequence[str] | None = None, seeds: int | None = None) -> Report:
+                 tasks: Sequence[str] | None = None, seeds: int | None = None,
+                 rank_records: pd.DataFrame | None = None) -> Report:
     """Build report `name` from store rows.
 
     Args:
@@ -100,6 +90,7 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         models: Models to show; None = all (`mini`: minilm).
         tasks: Tasks to show; None = every task the records hold.
         seeds: Seeds a cell should have; None = `DEFAULT_SEEDS[name]`.
+        rank_records: `mini` only: the rank sweep's rows (kept in their own experiment folder).
 
     Returns:
         The report (Table 2 with no completed records: the parameter check alone).
@@ -117,7 +108,9 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
     require_completed(chosen, name)
     if name in ("table5", "table6"):
         return sweep_report(int(name[-1]), chosen, seeds)
-    return (table2_report if name == "table2" else mini_report)(chosen, tasks, seeds)
+    if name == "mini":
+        return mini_report(chosen, select(rank_records, [MINI_MODEL], None), tasks, seeds)
+    return table2_report(chosen, tasks, seeds)
 
 
 REPORTS = tuple(DEFAULT_SEEDS)

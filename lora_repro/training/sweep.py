@@ -39,8 +39,10 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
 
 
 def compose_jobs(jobs: list[list[str]]) -> list[DictConfig]:
-    """Every job's config. Jobs that differ only in `seed` share one composition (Hydra composes
-    at about 3 per second, and a paper table has hundreds of jobs)."""
+    """Every job's config; jobs that differ only in `seed` share one composition.
+
+    Hydra composes a few configs per second, and a paper table has hundreds of jobs.
+    """
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs = []
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

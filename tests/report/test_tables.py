@@ -24,7 +24,12 @@ LORA_ROW = "LoRA r=8 α=16 {q,v}"
 
 
 def write_runs(root: Path) -> Path:
-    """The synthetic store (about 50 records); returns its folder."""
+    """The synthetic store (about 50 records); returns its folder.
+
+    The rank sweep goes to `root/rank` and everything else to `root/main`, as the mini experiments
+    keep their records in separate folders.
+    """
+    rank_root, root = root / "rank", root / "main"
     for seed, value in enumerate(LORA_MNLI):
         write_run(root, "mnli", "roberta_base", "lora_paper", seed, value)
         write_run(root, "mnli", "roberta_base", "full_ft", seed, value + 0.001)
@@ -42,14 +47,19 @@ def write_runs(root: Path) -> Path:
     for targets in ("[q]", "[q,v]"):
         for r in (1, 2):
             for seed in range(3):
-                write_run(root, "sst2", "minilm", "lora", seed, 0.80 + r / 100 + len(targets) / 1000,
+                write_run(rank_root, "sst2", "minilm", "lora", seed, 0.80 + r / 100 + len(targets) / 1000,
                           overrides=(f"method.r={r}", f"method.targets={targets}"))
-    return root
+    return root.parent
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory) -> pd.DataFrame:
-    return load_records([write_runs(tmp_path_factory.mktemp("runs"))])
+def store(tmp_path_factory) -> Path:
+    return write_runs(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def records(store) -> pd.DataFrame:
+    return load_records([store])
 
 
 def ours(report) -> pd.DataFrame:
@@ -97,8 +107,8 @@ def test_seeds_option_changes_what_counts_as_complete(records):
     assert table.loc[LORA_ROW, "RTE"] == "87.0±1.0"
 
 
-def test_mini_has_the_minilm_rows_a_labelled_reference_and_the_rank_table(records):
-    report = build_report("mini", records)
+def test_mini_has_the_minilm_rows_a_labelled_reference_and_the_rank_table(store):
+    report = build_report("mini", load_records([store / "main"]), rank_records=load_records([store / "rank"]))
     table = ours(report)
     assert list(table.index) == ["FT", LORA_ROW]  # the rank sweep's LoRA configs are not Table 2 rows
     assert table.loc["FT", "RTE"] == "66.0±1.0"

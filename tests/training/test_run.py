@@ -17,9 +17,15 @@ from lora_repro.training.evaluate import evaluate
 from lora_repro.training.run import run
 from tests.conftest import ARCHITECTURES, compose_config, tiny_model_cfg
 
-METHODS = [["method=full_ft", "train.save_full_model=true"], ["method=bitfit"], ["method=lora"],
-           ["method=lora", "method.r=2", "method.targets=[q,k,v,o]"], ["method=houlsby", "method.bottleneck=8"], ["method=pfeiffer", "method.bottleneck=8"],
-           ["method=adapterdrop", "method.bottleneck=4"]]
+METHODS = [
+    ["method=full_ft", "train.save_full_model=true"],
+    ["method=bitfit"],
+    ["method=lora"],
+    ["method=lora", "method.r=2", "method.targets=[q,k,v,o]"],
+    ["method=houlsby", "method.bottleneck=8"],
+    ["method=pfeiffer", "method.bottleneck=8"],
+    ["method=adapterdrop", "method.bottleneck=4"],
+]
 
 
 def tiny_run_cfg(tmp_path: Path, glue_dir: Path, architecture: str = "bert", overrides: list[str] = ()
