@@ -7,8 +7,8 @@ then train, and write the record. Returns the headline dev metric (best epoch) f
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -105,11 +105,12 @@ def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig) -> str:
 
 def train_and_record(cfg: DictConfig, record: RunRecord, tokenizer, data: GlueData, model) -> float:
     """Train, then write predictions, weights and the completed record."""
-    scratch = record.run_dir / "trainer"
+    logs = record.run_dir / "logs"  # the Trainer's output folder: TensorBoard/wandb files, if any
     started = time.perf_counter()
-    epoch_log, train_metrics = fit(model, data, cfg, tokenizer, scratch)
+    epoch_log, train_metrics = fit(model, data, cfg, tokenizer, logs)
     seconds = time.perf_counter() - started
-    shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        logs.rmdir()  # nothing was logged there
     counts = count_parameters(model, cfg.method)
     train_info = {
         **summarize(epoch_log, cfg.task.headline_metric),

@@ -121,10 +121,21 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def configure_logger(logger_cfg: DictConfig, run_dir: Path) -> None:
+    """Point the Trainer's wandb integration at the run folder, offline unless asked otherwise.
+
+    The Hugging Face integration reads its settings from environment variables only.
+    """
+    if logger_cfg.report_to == "wandb":
+        os.environ.update(WANDB_MODE=str(logger_cfg.mode), WANDB_PROJECT=str(logger_cfg.project),
+                          WANDB_DIR=str(run_dir))
+
+
 def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
                  ) -> tuple[Trainer, EpochLog]:
     """A Trainer for `model` on `data`, and the log that collects its evaluations."""
     log = EpochLog(data=data, metric_names=list(cfg.task.metrics))
+    configure_logger(cfg.logger, output_dir)
     trainer = Trainer(
         model=model,
         args=training_arguments(cfg, output_dir),

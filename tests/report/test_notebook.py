@@ -14,7 +14,8 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "results.ipynb"
 
 def test_the_notebook_runs_on_synthetic_records(tmp_path, monkeypatch):
     runs = write_runs(tmp_path / "runs")
-    monkeypatch.setenv("LORA_REPRO_RUNS", str(runs))  # the kernel inherits the environment
+    monkeypatch.setenv("LORA_REPRO_RUNS", str(runs / "main"))  # the kernel inherits the environment
+    monkeypatch.setenv("LORA_REPRO_RANK_RUNS", str(runs / "rank"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()

@@ -135,6 +135,17 @@ def test_frozen_weights_stay_bit_identical_through_the_trainer(tmp_path, glue_di
         assert changed == after[name].requires_grad, name
 
 
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_loggers_write_into_the_run_folder_and_need_no_account(tmp_path, glue_dir, logger, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=[f"logger={logger}"])
+    run(cfg)
+    logged = [p for p in (run_dir_for(cfg) / "logs").rglob("*") if p.is_file()]
+    assert any("tfevents" in p.name for p in logged) if logger == "tensorboard" else any(
+        p.suffix == ".wandb" for p in logged)
+
+
 def test_config_hash_ignores_paths_and_logger_but_not_hyperparameters(tmp_path, glue_dir):
     base = tiny_run_cfg(tmp_path, glue_dir)
     moved = tiny_run_cfg(tmp_path / "elsewhere", glue_dir, overrides=["logger=tensorboard"])
