@@ -16,7 +16,7 @@ install: ## install lora-repro and its dev tools (CPU torch wheel first, so no C
 	$(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e ".[dev]"
 
-demo: install ## install, then fine-tune the packaged MiniLM with LoRA on SST-2 (needs GLUE_DIR or the hub)
+demo: install ## install, then fine-tune the packaged MiniLM with LoRA on STS-B (needs GLUE_DIR or the hub)
 	lora-repro train $(ARGS)
 
 test: ## run the test suite (tiny models; real-data tests when GLUE_DIR is set)

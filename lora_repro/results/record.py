@@ -101,6 +101,12 @@ def is_completed(run_dir: Path) -> bool:
         return False
 
 
+def completed_value(cfg: DictConfig) -> float | None:
+    """The headline value of `cfg`'s run if its record is already `completed` (resume), else None."""
+    run_dir = run_dir_for(cfg)
+    return float(read_record(run_dir)["train_info"]["best"]["value"]) if is_completed(run_dir) else None
+
+
 def git_commit() -> str | None:
     """The project's git commit (with `+dirty` when the work tree has changes), if it is a checkout."""
     root = Path(__file__).resolve().parents[2]

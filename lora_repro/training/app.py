@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lora_repro.errors import EXIT_USER_ERROR, UserError
+from lora_repro.results.record import completed_value, run_dir_for
 
 CONF_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
 _job_started = False
@@ -23,7 +24,11 @@ def train(cfg: DictConfig) -> float:
     """Run one fine-tuning job; returns the headline dev metric for sweepers."""
     global _job_started
     _job_started = True
-    from lora_repro.training.run import run  # heavy imports only once Hydra has parsed the command
+    done = completed_value(cfg)
+    if done is not None:  # resume without paying for torch/transformers imports
+        print(f"skipping {run_dir_for(cfg)}: already completed with this config")
+        return done
+    from lora_repro.training.run import run  # heavy imports only for a run that trains
 
     try:
         return run(cfg)

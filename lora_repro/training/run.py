@@ -28,8 +28,7 @@ from lora_repro.results.record import (
     WEIGHTS_FILE,
     RunRecord,
     atomic_write,
-    is_completed,
-    read_record,
+    completed_value,
     run_dir_for,
 )
 from lora_repro.training.init_from import load_init_weights
@@ -133,10 +132,10 @@ def train_and_record(cfg: DictConfig, record: RunRecord, tokenizer, data: GlueDa
 
 def run(cfg: DictConfig) -> float:
     """Run (or skip, if already completed) the fine-tuning described by `cfg`."""
-    run_dir = run_dir_for(cfg)
-    if is_completed(run_dir):
-        log.info("skipping %s: already completed with this config", run_dir)
-        return float(read_record(run_dir)["train_info"]["best"]["value"])
+    done = completed_value(cfg)
+    if done is not None:
+        log.info("skipping %s: already completed with this config", run_dir_for(cfg))
+        return done
     tokenizer, data, model = build(cfg)
     record = RunRecord.start(cfg, device_name())
     try:
