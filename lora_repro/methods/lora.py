@@ -7,15 +7,24 @@ silently skips a target name that matches nothing as long as another one matches
 unfrozen by name by `apply_method`, as for every method.
 
 The method's count is lora_A + lora_B: layers x targets x r x (d_in + d_out).
+
+Speed (see results/bench/README_SECTION.md): while training, PEFT's unmerged path costs a skinny matmul pair,
+a scale and an add over the whole activation per adapted layer, forward and backward. `FusedLoraLinear`
+computes the same function as x (W + s·B A)ᵀ + b: one matmul, with hand-written gradients for A and B only.
+It is used only where it is exact (no LoRA dropout, one active adapter, frozen base, no autocast); everything
+else, inference included, goes through PEFT's own forward.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
+from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
 
 from lora_repro.errors import UserError
@@ -73,7 +82,75 @@ def apply(model: nn.Module, cfg: LoraConfig, model_cfg: DictConfig) -> nn.Module
         _check_rank(model, target, suffix, cfg.r)
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                               target_modules=suffixes, bias="none")
-    return get_peft_model(model, peft_cfg)
+    peft_model = get_peft_model(model, peft_cfg)
+    for module in peft_model.modules():
+        if type(module) is PeftLoraLinear:
+            # Same parameters and state, one more forward path: a class swap, not a copy.
+            module.__class__ = FusedLoraLinear
+    return peft_model
+
+
+def restore_peft_forward(model: nn.Module) -> nn.Module:
+    """Put PEFT's own forward back on every LoRA layer (the bench's out-of-the-box baseline)."""
+    for module in model.modules():
+        if type(module) is FusedLoraLinear:
+            module.__class__ = PeftLoraLinear
+    return model
+
+
+class _MergedWeightLora(torch.autograd.Function):
+    """y = x (W + s·B A)ᵀ + b in one matmul, with gradients for A and B only (W and b are frozen).
+
+    Backward: dA = s·(g B)ᵀ x and dB = s·gᵀ (x Aᵀ), where g B and x Aᵀ are (tokens x r), so LoRA's own
+    gradients cost two skinny matmuls; dx = g (W + s·B A) is the one matmul a frozen layer needs anyway.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling):  # noqa: D102 (autograd hook)
+        merged = torch.addmm(weight, lora_b, lora_a, alpha=scaling)
+        ctx.save_for_backward(x, merged, lora_a, lora_b)
+        ctx.scaling = scaling
+        return F.linear(x, merged, bias)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102 (autograd hook)
+        x, merged, lora_a, lora_b = ctx.saved_tensors
+        g, x2 = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1])
+        grad_a = (g @ lora_b).T.mm(x2).mul_(ctx.scaling) if ctx.needs_input_grad[3] else None
+        grad_b = g.T.mm(x2 @ lora_a.T).mul_(ctx.scaling) if ctx.needs_input_grad[4] else None
+        grad_x = grad @ merged if ctx.needs_input_grad[0] else None
+        return grad_x, None, None, grad_a, grad_b, None
+
+
+class FusedLoraLinear(PeftLoraLinear):
+    """PEFT's LoRA `Linear`, with the one-matmul training path of `_MergedWeightLora` where it is exact."""
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:  # noqa: D102 (nn.Module)
+        if not self._fusable(x, args, kwargs):
+            return super().forward(x, *args, **kwargs)
+        name, base = self.active_adapters[0], self.base_layer
+        return _MergedWeightLora.apply(x, base.weight, base.bias, self.lora_A[name].weight,
+                                       self.lora_B[name].weight, self.scaling[name])
+
+    def _fusable(self, x: torch.Tensor, args: tuple, kwargs: dict) -> bool:
+        # Inference stays on PEFT's path, so "unmerged" latency is PEFT's; merging is the inference fix.
+        if args or kwargs or not torch.is_grad_enabled() or self.disable_adapters or self.merged \
+                or self.fan_in_fan_out or len(self.active_adapters) != 1:
+            return False
+        name, base = self.active_adapters[0], self.base_layer
+        if name not in self.lora_A or name in self.lora_variant or not isinstance(self.lora_dropout[name],
+                                                                                  nn.Identity):
+            return False  # LoRA dropout applies to x on the LoRA path only, which one matmul cannot do
+        frozen = not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
+        return frozen and not _autocast_on(x.device.type) and x.dtype == base.weight.dtype \
+            == self.lora_A[name].weight.dtype == self.lora_B[name].weight.dtype
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has no device argument
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
 def _suffix(target: str, lora_targets: DictConfig) -> str:
