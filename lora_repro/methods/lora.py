@@ -103,22 +103,25 @@ class _MergedWeightLora(torch.autograd.Function):
 
     Backward: dA = s·(g B)ᵀ x and dB = s·gᵀ (x Aᵀ), where g B and x Aᵀ are (tokens x r), so LoRA's own
     gradients cost two skinny matmuls; dx = g (W + s·B A) is the one matmul a frozen layer needs anyway.
+    The merged weight is rebuilt in backward (d·r·d work) rather than saved: saving it would hold a copy of
+    every adapted weight until backward, which on a large model is hundreds of MB.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, lora_a, lora_b, scaling):  # noqa: D102 (autograd hook)
-        merged = torch.addmm(weight, lora_b, lora_a, alpha=scaling)
-        ctx.save_for_backward(x, merged, lora_a, lora_b)
+        ctx.save_for_backward(x, weight, lora_a, lora_b)
         ctx.scaling = scaling
-        return F.linear(x, merged, bias)
+        return F.linear(x, torch.addmm(weight, lora_b, lora_a, alpha=scaling), bias)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102 (autograd hook)
-        x, merged, lora_a, lora_b = ctx.saved_tensors
+        x, weight, lora_a, lora_b = ctx.saved_tensors
         g, x2 = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1])
         grad_a = (g @ lora_b).T.mm(x2).mul_(ctx.scaling) if ctx.needs_input_grad[3] else None
         grad_b = g.T.mm(x2 @ lora_a.T).mul_(ctx.scaling) if ctx.needs_input_grad[4] else None
-        grad_x = grad @ merged if ctx.needs_input_grad[0] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad @ torch.addmm(weight, lora_b, lora_a, alpha=ctx.scaling)
         return grad_x, None, None, grad_a, grad_b, None
 
 
