@@ -8,7 +8,7 @@ unfrozen by name by `apply_method`, as for every method.
 
 The method's count is lora_A + lora_B: layers x targets x r x (d_in + d_out).
 
-Speed (see results/bench/README_SECTION.md): while training, PEFT's unmerged path costs a skinny matmul pair,
+Speed (see README.md, "Cost benchmarks"): while training, PEFT's unmerged path costs a skinny matmul pair,
 a scale and an add over the whole activation per adapted layer, forward and backward. `FusedLoraLinear`
 computes the same function as x (W + s·B A)ᵀ + b: one matmul, with hand-written gradients for A and B only.
 It is used only where it is exact (no LoRA dropout, one active adapter, frozen base, no autocast); everything
