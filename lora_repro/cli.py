@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     sys.argv = [f"lora-repro {command}", *rest]
-    entry()
+    try:
+        entry()
+    except UserError as err:  # every command reports bad input the same way
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from lora_repro.bench.harness import compose_run_config
 from lora_repro.bench.report import to_markdown, write_bench
 from lora_repro.bench.runner import BenchSpec, needed_configs, run_bench
 from lora_repro.bench.timing import Budget
-from lora_repro.errors import EXIT_USER_ERROR, UserError
+from lora_repro.errors import UserError
 from lora_repro.report.cli import Parser, positive
 
 __all__ = ["main", "parse_args", "run"]
@@ -88,9 +88,5 @@ def run(argv: list[str]) -> list[Path]:
 
 def main() -> None:
     """Entry point of `lora-repro bench` (reads `sys.argv[1:]`, as the dispatcher sets it)."""
-    try:
-        written = run(sys.argv[1:])
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+    written = run(sys.argv[1:])
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from lora_repro.cli import group_choices
-from lora_repro.errors import EXIT_USER_ERROR, UserError, choose
+from lora_repro.errors import UserError, choose
 from lora_repro.report.render import to_markdown, write_report
 from lora_repro.report.reports import DEFAULT_SEEDS, REPORTS, build_report, params_report
 from lora_repro.results.store import default_runs_dir, load_records
@@ -85,9 +85,5 @@ def run(argv: list[str]) -> list[Path]:
 
 def main() -> None:
     """Entry point of `lora-repro report` (reads `sys.argv[1:]`, as the dispatcher sets it)."""
-    try:
-        written = run(sys.argv[1:])
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+    written = run(sys.argv[1:])
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

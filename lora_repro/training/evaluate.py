@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.torch import load_file
 
-from lora_repro.errors import EXIT_USER_ERROR, UserError
+from lora_repro.errors import UserError
 from lora_repro.methods import load_trainable_state_dict
 from lora_repro.results.record import COMPLETED, WEIGHTS_FILE, read_record
 from lora_repro.training.trainer import make_trainer
@@ -52,11 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="lora-repro eval", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args()
-    try:
-        metrics = evaluate(args.run_dir)
-        recorded = read_record(args.run_dir)["train_info"]["final"]["metrics"]
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+    metrics = evaluate(args.run_dir)
+    recorded = read_record(args.run_dir)["train_info"]["final"]["metrics"]
     print(json.dumps({name: {"reloaded": value, "recorded": recorded.get(name)}
                       for name, value in metrics.items()}, indent=2))

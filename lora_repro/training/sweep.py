@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from lora_repro.errors import EXIT_USER_ERROR, UserError
+from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, count_parameters
 from lora_repro.models import build_model
 from lora_repro.results.record import read_record, run_dir_for
@@ -124,9 +124,8 @@ def plan_main() -> None:
     """`lora-repro plan [overrides]`: print the plan of a sweep and what launching it would cost."""
     try:
         table = plan(sys.argv[1:])
-    except (UserError, HydraException) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+    except HydraException as err:  # a bad override: bad input like any other
+        raise UserError(str(err)) from None
     todo = table[table.status != "completed"]
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 40):
         print(table.drop(columns=["run_dir"]).to_string(index=False))
