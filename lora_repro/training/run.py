@@ -21,6 +21,7 @@ from transformers import set_seed
 
 from lora_repro.data.glue import GlueData, build_datasets
 from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
+from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
 from lora_repro.results.record import (
     COMPLETED,
@@ -84,7 +85,7 @@ def write_predictions(run_dir: Path, data: GlueData, epoch_log: EpochLog) -> dic
     for split, dataset in data.evals.items():
         logits = epoch_log.logits[split].reshape(len(dataset), -1)
         table = pd.DataFrame({"idx": dataset["idx"], "label": dataset["labels"],
-                              "prediction": epoch_log.predictions[split]})
+                              "prediction": predictions_from_logits(epoch_log.logits[split], data.is_regression)})
         for k in range(logits.shape[1]):
             table[f"logit_{k}"] = logits[:, k]
         name = f"predictions_{split}.csv"

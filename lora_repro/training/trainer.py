@@ -86,15 +86,14 @@ class EpochLog(TrainerCallback):
     data: GlueData
     metric_names: list[str]
     epochs: list[dict[str, Any]] = field(default_factory=list)
-    predictions: dict[str, np.ndarray] = field(default_factory=dict)
     logits: dict[str, np.ndarray] = field(default_factory=dict)
-    _pending: tuple[np.ndarray, np.ndarray] | None = None
+    _pending: np.ndarray | None = None
     _train_loss: float | None = None
 
     def compute(self, prediction: EvalPrediction) -> dict[str, float]:
         logits = np.asarray(prediction.predictions)
         predicted = predictions_from_logits(logits, self.data.is_regression)
-        self._pending = (logits, predicted)
+        self._pending = logits
         return compute_metrics(self.metric_names, predicted, np.asarray(prediction.label_ids))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102 (Trainer hook)
@@ -106,7 +105,7 @@ class EpochLog(TrainerCallback):
         for key, value in metrics.items():
             if key.startswith(prefix) and key.removeprefix(prefix) in self.metric_names + ["loss"]:
                 self.epochs[-1]["metrics"][f"{split}/{key.removeprefix(prefix)}"] = float(value)
-        self.logits[split], self.predictions[split] = self._pending
+        self.logits[split] = self._pending
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102 (Trainer hook)
         # With logging_strategy="epoch" the epoch's mean train loss is logged just before its evaluation.
