@@ -43,8 +43,13 @@ def lora_only(method: str, paper_value: object, method_default: object) -> objec
     return paper_value if method == "lora" else method_default
 
 
+def multiply(value: float, factor: float) -> float:
+    """`value * factor`, e.g. a search's learning rate as a centre rate times a declared factor."""
+    return float(value) * float(factor)
+
+
 RESOLVERS = {"rank_for_budget": rank_for_budget, "paper_hparam": paper_hparam,
-             "lora_only": lora_only}
+             "lora_only": lora_only, "mul": multiply}
 
 
 def register() -> None:

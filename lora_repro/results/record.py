@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,9 +102,35 @@ def is_completed(run_dir: Path) -> bool:
         return False
 
 
+def reusable_run(cfg: DictConfig) -> Path | None:
+    """A completed run of exactly `cfg` (same config hash) in one of `paths.reuse_runs_dirs`, if any.
+
+    One experiment can build on another's runs (the mini's seed-0 runs are the learning-rate search's
+    winners); the hash guarantees that the run is the one `cfg` asks for.
+    """
+    own = run_dir_for(cfg)
+    relative = own.relative_to(cfg.paths.runs_dir)
+    for folder in cfg.paths.get("reuse_runs_dirs") or ():
+        candidate = Path(folder) / relative
+        if candidate.resolve() != own.resolve() and is_completed(candidate):
+            return candidate
+    return None
+
+
 def completed_value(cfg: DictConfig) -> float | None:
-    """The headline value of `cfg`'s run if its record is already `completed` (resume), else None."""
+    """The headline value of `cfg`'s run if its record is already `completed` (resume), else None.
+
+    A completed copy in `paths.reuse_runs_dirs` is copied into this run's folder first, so every
+    experiment's folder holds all of its records.
+    """
     run_dir = run_dir_for(cfg)
+    source = None if is_completed(run_dir) else reusable_run(cfg)
+    if source is not None:
+        tmp = run_dir.with_name(f".{run_dir.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("logs"))
+        shutil.rmtree(run_dir, ignore_errors=True)  # a failed or killed attempt of the same run
+        os.replace(tmp, run_dir)
     return float(read_record(run_dir)["train_info"]["best"]["value"]) if is_completed(run_dir) else None
 
 

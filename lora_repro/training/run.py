@@ -79,16 +79,17 @@ def summarize(epoch_log: EpochLog, headline: str) -> dict[str, Any]:
     }
 
 
-def write_predictions(run_dir: Path, data: GlueData, epoch_log: EpochLog) -> dict[str, str]:
-    """One CSV per dev set: idx, gold label, prediction and the raw logits of the final epoch."""
+def write_predictions(run_dir: Path, data: GlueData, epoch_log: EpochLog, epoch: int, suffix: str = ""
+                      ) -> dict[str, str]:
+    """One CSV per dev set: idx, gold label, prediction and the raw logits of `epoch`, in dev-file order."""
     files = {}
     for split, dataset in data.evals.items():
-        logits = epoch_log.logits[split].reshape(len(dataset), -1)
+        logits = epoch_log.logits[epoch][split].reshape(len(dataset), -1)
         table = pd.DataFrame({"idx": dataset["idx"], "label": dataset["labels"],
-                              "prediction": predictions_from_logits(epoch_log.logits[split], data.is_regression)})
+                              "prediction": predictions_from_logits(logits, data.is_regression)})
         for k in range(logits.shape[1]):
             table[f"logit_{k}"] = logits[:, k]
-        name = f"predictions_{split}.csv"
+        name = f"predictions_{split}{suffix}.csv"
         atomic_write(run_dir / name, lambda tmp, table=table: table.to_csv(tmp, index=False))
         files[split] = name
     return files
@@ -123,7 +124,12 @@ def train_and_record(cfg: DictConfig, record: RunRecord, tokenizer, data: GlueDa
         "train_loss": train_metrics.get("train_loss"),
         "peak_memory_bytes": peak_memory_bytes(),
     }
-    artifacts = {"predictions": write_predictions(record.run_dir, data, epoch_log),
+    final, best = train_info["final"]["epoch"], train_info["best"]["epoch"]
+    # The final epoch's predictions match the saved weights (`lora-repro eval`); the best epoch's are the
+    # ones behind the reported value, which the claims' bootstrap resamples.
+    artifacts = {"predictions": write_predictions(record.run_dir, data, epoch_log, final),
+                 "best_predictions": write_predictions(record.run_dir, data, epoch_log, best,
+                                                       "" if best == final else "_best"),
                  "weights": save_weights(record.run_dir, model, cfg)}
     record.finish(COMPLETED, train_info, artifacts)
     log.info("completed %s: %s = %.4f (best epoch %d)", record.run_dir, cfg.task.headline_metric,

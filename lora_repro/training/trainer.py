@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 
 from lora_repro.data.glue import GlueData
@@ -67,6 +68,8 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         eval_strategy="epoch",
         save_strategy="no",
         logging_strategy="epoch",
+        # Batches of similar length waste little on padding: short tasks (CoLA, SST-2) cost what their tokens cost.
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         report_to=cfg.logger.report_to,
         seed=cfg.seed,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -75,26 +78,45 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
     )
 
 
+class GlueTrainer(Trainer):
+    """The Trainer, with dev sets always evaluated in file order.
+
+    With `train_sampling_strategy="group_by_length"`, transformers 5 also length-groups the *evaluation*
+    sampler; the metrics stay right (labels travel with the batches) but the saved predictions would no
+    longer line up with the dev rows. Length grouping only pays during training, so evaluation is sequential.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):  # noqa: D102 (Trainer hook)
+        if self.args.world_size <= 1 and eval_dataset is not None:
+            return SequentialSampler(eval_dataset)
+        return super()._get_eval_sampler(eval_dataset)
+
+
 @dataclass
 class EpochLog(TrainerCallback):
-    """Collects each evaluation's metrics as `<split>/<metric>` and the predictions behind them.
+    """Collects each evaluation's metrics as `<split>/<metric>` and the logits behind them, per epoch.
 
     The Trainer evaluates the dev sets one after another, calling `compute_metrics` and then
-    `on_evaluate` for each, so the predictions stashed by the first belong to the split the second names.
+    `on_evaluate` for each, so the logits stashed by the first belong to the split the second names.
+    `logits[epoch][split]` holds one row per dev example, in the dev file's order (checked on every evaluation).
     """
 
     data: GlueData
     metric_names: list[str]
     epochs: list[dict[str, Any]] = field(default_factory=list)
-    logits: dict[str, np.ndarray] = field(default_factory=dict)
+    logits: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     _pending: np.ndarray | None = None
     _train_loss: float | None = None
 
     def compute(self, prediction: EvalPrediction) -> dict[str, float]:
-        logits = np.asarray(prediction.predictions)
-        predicted = predictions_from_logits(logits, self.data.is_regression)
+        logits, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
+        if not any(np.array_equal(labels.reshape(-1), np.asarray(ds["labels"]).astype(labels.dtype))
+                   for ds in self.data.evals.values()):
+            raise RuntimeError("dev predictions came back in another order than the dev rows; "
+                               "they cannot be saved against the rows they belong to")
         self._pending = logits
-        return compute_metrics(self.metric_names, predicted, np.asarray(prediction.label_ids))
+        predicted = predictions_from_logits(logits, self.data.is_regression)
+        return compute_metrics(self.metric_names, predicted, labels)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102 (Trainer hook)
         split = next(s for s in self.data.evals if f"eval_{s}_loss" in metrics)
@@ -105,7 +127,7 @@ class EpochLog(TrainerCallback):
         for key, value in metrics.items():
             if key.startswith(prefix) and key.removeprefix(prefix) in self.metric_names + ["loss"]:
                 self.epochs[-1]["metrics"][f"{split}/{key.removeprefix(prefix)}"] = float(value)
-        self.logits[split] = self._pending
+        self.logits.setdefault(epoch, {})[split] = self._pending
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102 (Trainer hook)
         # With logging_strategy="epoch" the epoch's mean train loss is logged just before its evaluation.
@@ -135,7 +157,7 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
     """A Trainer for `model` on `data`, and the log that collects its evaluations."""
     log = EpochLog(data=data, metric_names=list(cfg.task.metrics))
     configure_logger(cfg.logger, output_dir)
-    trainer = Trainer(
+    trainer = GlueTrainer(
         model=model,
         args=training_arguments(cfg, output_dir),
         train_dataset=data.train,
