@@ -6,7 +6,7 @@ ARGS ?=
 SWEEP = $(if $(DRY_RUN),lora-repro plan,lora-repro train -m) $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format mini table2-roberta-base table2-roberta-large \
+.PHONY: help install demo test test-all lint format mini mini-ranks mini-lr table2-roberta-base table2-roberta-large \
         table2-deberta-xxl table5 table6 report bench clean
 
 help: ## show the targets
@@ -31,10 +31,18 @@ lint: ## ruff
 format: ## ruff format + fixes
 	ruff check --fix lora_repro tests notebooks && ruff format lora_repro tests
 
-mini: ## the paper's comparison scaled to this CPU: sweep, then tables and figures in results/mini/
+mini: ## the paper's Table 2 comparison on MiniLM (CPU scale, 3 seeds), trivial baseline and claims -> results/mini/
 	$(SWEEP) experiment=mini $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report mini)
+
+mini-ranks: ## the Table 5 and 6 analogs on MiniLM (LoRA weight sets x ranks), then the mini report again
+	$(SWEEP) experiment=mini_table5 $(ARGS)
 	$(SWEEP) experiment=mini_table6 $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report mini --runs experiments/mini --rank-runs experiments/mini_table6 --out results/mini)
+	$(if $(DRY_RUN),,lora-repro report mini)
+
+mini-lr: ## the mini's learning-rate search, run once (its winners are the mini's rates) -> results/mini/lr_search/
+	$(SWEEP) experiment=mini_lr $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report lr_search)
 
 table2-roberta-base: ## Table 2, RoBERTa-base rows: 8 tasks x methods x 5 seeds (GPU + hub)
 	$(SWEEP) experiment=table2_roberta_base $(ARGS)

@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from lora_repro.errors import choose
 
-__all__ = ["METRICS", "compute_metrics", "predictions_from_logits"]
+__all__ = ["BATCHED_METRICS", "METRICS", "compute_metrics", "predictions_from_logits"]
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -85,3 +85,46 @@ def compute_metrics(names: Sequence[str], predictions: np.ndarray, labels: np.nd
         raise ValueError(f"need one prediction per label, got shapes {predictions.shape} and {labels.shape}")
     return {name: METRICS[name](predictions, labels) for name in names}
 
+
+
+# The same metrics over many resamples at once, for the bootstrap (`lora_repro.report.claims`):
+# row b of `predictions` and `labels` (shape (B, n)) is one resample; the result has shape (B,).
+# tests/test_metrics.py holds each of them equal to its scikit-learn/scipy counterpart above.
+BatchedMetric = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _batched_accuracy(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return (predictions == labels).mean(axis=1)
+
+
+def _binary_counts(predictions: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
+    p, y = predictions == 1, labels == 1
+    return ((p & y).sum(1).astype(float), (p & ~y).sum(1).astype(float),
+            (~p & y).sum(1).astype(float), (~p & ~y).sum(1).astype(float))
+
+
+def _batched_f1(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    tp, fp, fn, _ = _binary_counts(predictions, labels)
+    denominator = 2 * tp + fp + fn
+    return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+
+
+def _batched_matthews(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    tp, fp, fn, tn = _binary_counts(predictions, labels)
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return np.divide(tp * tn - fp * fn, denominator, out=np.zeros_like(tp), where=denominator > 0)
+
+
+def _batched_pearson(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    x = predictions - predictions.mean(axis=1, keepdims=True)
+    y = labels - labels.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+    return np.divide((x * y).sum(1), denominator, out=np.zeros(len(x)), where=denominator > 0)
+
+
+BATCHED_METRICS: dict[str, BatchedMetric] = {
+    "accuracy": _batched_accuracy,
+    "f1": _batched_f1,  # binary tasks (MRPC, QQP), positive class 1
+    "matthews_correlation": _batched_matthews,  # binary (CoLA)
+    "pearson": _batched_pearson,
+}

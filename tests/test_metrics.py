@@ -76,3 +76,18 @@ def test_predictions_from_logits():
     assert predictions_from_logits(np.array([[0.5], [3.25]]), is_regression=True).tolist() == [0.5, 3.25]
     # A single example must stay a 1-element vector (squeeze() would make it a scalar).
     assert predictions_from_logits(np.array([[4.0]]), is_regression=True).shape == (1,)
+
+
+@pytest.mark.parametrize("name", ["accuracy", "f1", "matthews_correlation", "pearson"])
+def test_batched_metrics_equal_the_official_ones(name):
+    # 200 resamples of a 50-example dev set, including degenerate rows (constant predictions, one class only).
+    from lora_repro.metrics import BATCHED_METRICS
+
+    rng = np.random.default_rng(0)
+    regression = name == "pearson"
+    labels = rng.normal(size=(200, 50)) if regression else rng.integers(0, 2, size=(200, 50))
+    predictions = labels + rng.normal(size=labels.shape) if regression else rng.integers(0, 2, size=(200, 50))
+    predictions[0] = predictions[0, 0]  # constant predictions
+    labels[1] = labels[1, 0]  # constant labels
+    expected = [METRICS[name](p, y) for p, y in zip(predictions, labels, strict=True)]
+    assert BATCHED_METRICS[name](predictions, labels) == pytest.approx(expected, abs=1e-12)

@@ -1,8 +1,9 @@
-"""`lora-repro report {table2,table5,table6,mini}`: the paper's tables and figures from run records.
+"""`lora-repro report {table2,table5,table6,mini,lr_search}`: the paper's tables and figures from run records.
 
     lora-repro report table2 [--runs DIR ...] [--model NAME ...] [--task NAME ...] [--out DIR] [--seeds N]
     lora-repro report table2 --params-only [--model NAME ...]   # the parameter column, no records needed
-    lora-repro report mini --runs experiments/mini --rank-runs experiments/mini_table6 --out results/mini
+    lora-repro report mini        # = --runs results/mini/runs --rank-runs results/mini/ranks/runs --out results/mini
+    lora-repro report lr_search   # = --runs results/mini/lr_search/runs --out results/mini/lr_search
 
 Writes <table>.md, <table>.tex, <table>.csv (tidy: median, std, n_seeds, paper, delta) and PNG figures
 into --out, and prints the Markdown. Bad arguments or no records: one line `error: ...`, exit status 2.
@@ -23,6 +24,11 @@ from lora_repro.report.reports import DEFAULT_SEEDS, REPORTS, build_report, para
 from lora_repro.results.store import default_runs_dir, load_records
 
 __all__ = ["main", "parse_args"]
+
+# Where the mini experiments keep their committed records (paths.runs_dir of conf/experiment/mini*.yaml).
+MINI_DIR = Path("results") / "mini"
+MINI_RUNS = {"mini": MINI_DIR / "runs", "lr_search": MINI_DIR / "lr_search" / "runs"}
+MINI_OUT = {"mini": MINI_DIR, "lr_search": MINI_DIR / "lr_search"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,7 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=Path, nargs="+", action="extend", metavar="DIR",
                         help=f"folders with run records (default: {default_runs_dir()})")
     parser.add_argument("--rank-runs", type=Path, nargs="+", action="extend", metavar="DIR",
-                        help="mini: folders with the rank sweep's records (default: experiments/mini_table6)")
+                        help=f"mini: folders with the rank sweeps' records (default: {MINI_DIR / 'ranks/runs'})")
     parser.add_argument("--model", action="append", help="only this model (repeatable), e.g. roberta_base")
     parser.add_argument("--task", action="append", help="only this task (repeatable), e.g. rte")
     parser.add_argument("--out", type=Path, help="output folder (default: results/<table>)")
@@ -62,7 +68,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choose("task", task, group_choices("task"))
     if args.params_only and args.table != "table2":
         raise UserError("--params-only goes with table2 only")
-    args.out = args.out or Path("results") / args.table
+    args.out = args.out or MINI_OUT.get(args.table, Path("results") / args.table)
     return args
 
 
@@ -74,9 +80,9 @@ def run(argv: list[str]) -> list[Path]:
         report = params_report(args.model)
     else:
         # With no --runs, a missing default folder just means no runs yet (table2 then shows parameters).
-        runs = args.runs or [d for d in [default_runs_dir()] if d.is_dir()]
-        rank_runs = args.rank_runs or [default_runs_dir().parent / "mini_table6"]
-        rank_records = load_records(rank_runs) if args.table == "mini" else None
+        runs = args.runs or [d for d in [MINI_RUNS.get(args.table, default_runs_dir())] if d.is_dir()]
+        rank_runs = args.rank_runs or [d for d in [MINI_DIR / "ranks" / "runs"] if d.is_dir()]
+        rank_records = load_records(rank_runs) if args.table == "mini" and rank_runs else None
         report = build_report(args.table, load_records(runs), args.model, args.task, args.seeds, rank_records)
     written = write_report(report, args.out, command)
     print(to_markdown(report, command))

@@ -1,7 +1,9 @@
 """The report's figures, drawn from its tidy tables (matplotlib's object API: no pyplot, no display).
 
 `params_figure`: average GLUE score against trainable parameters per method (Table 2), ours filled,
-the paper's matching rows hollow. `rank_figure`: score against LoRA rank per weight set (Table 6).
+the paper's matching rows hollow. `task_figure`: one panel per task, each method's median with its
+seeds' std and the trivial baseline (so no task's scale hides another's). `rank_figure`: score against
+LoRA rank per weight set (Table 6).
 Both return a `Figure`; `lora_repro.report.render` saves it, the notebook shows it.
 """
 
@@ -15,7 +17,7 @@ from matplotlib.figure import Figure
 from lora_repro.paper import paper_table
 from lora_repro.report.layout import task_name
 
-__all__ = ["params_figure", "rank_figure"]
+__all__ = ["params_figure", "rank_figure", "task_figure"]
 
 LABEL_COLORS = {"FT": "tab:gray", "BitFit": "tab:brown", "AdptD": "tab:purple", "AdptP": "tab:orange",
                 "AdptH": "tab:red", "LoRA": "tab:blue"}
@@ -87,4 +89,33 @@ def rank_figure(cells: pd.DataFrame) -> Figure:
         ax.set_xlim(min(ranks) / math.sqrt(2), max(ranks) * math.sqrt(2))
     if not groups:
         axes[0].text(0.5, 0.5, "no LoRA rank sweep in the records", ha="center", transform=axes[0].transAxes)
+    return figure
+
+
+def task_figure(cells: pd.DataFrame, baseline: pd.DataFrame) -> Figure:
+    """One panel per task: each method's median ± std over seeds, and the trivial baseline as a line.
+
+    Args:
+        cells: Table 2 tidy cells without the Avg lines (columns task, method, label, median, std, metric).
+        baseline: `lora_repro.report.claims.trivial_baseline` (columns task, metric, value).
+
+    Returns:
+        The figure.
+    """
+    tasks = [t for t in dict.fromkeys(cells["task"]) if cells.loc[cells["task"] == t, "median"].notna().any()]
+    figure, axes = panels(len(tasks))
+    floor = dict(zip(baseline["task"], baseline["value"], strict=True))
+    for ax, task in zip(axes, tasks, strict=False):
+        rows = cells[(cells["task"] == task) & cells["median"].notna()].reset_index(drop=True)
+        for x, row in rows.iterrows():
+            ax.errorbar(x, 100 * row["median"], yerr=100 * (0 if pd.isna(row["std"]) else row["std"]), marker="o",
+                        capsize=3, color=LABEL_COLORS.get(row["label"], "black"))
+        if task in floor:
+            ax.axhline(100 * floor[task], color="0.5", linestyle="--", label="trivial baseline")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xticks(range(len(rows)), list(rows["label"]), fontsize=8)
+        metric = ",".join(sorted(set(rows["metric"].dropna()))).partition("/")[2] or "score"
+        ax.set(title=task_name(task), ylabel=f"dev {metric} (x100), median ± std over seeds")
+    if not tasks:
+        axes[0].text(0.5, 0.5, "no completed runs", ha="center", transform=axes[0].transAxes)
     return figure

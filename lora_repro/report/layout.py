@@ -38,13 +38,17 @@ class Section:
 
 @dataclass
 class Report:
-    """A rendered report: sections for Markdown/LaTeX, a tidy table for CSV, figures by file stem."""
+    """A rendered report: sections for Markdown/LaTeX, a tidy table for CSV, figures by file stem.
+
+    `companions` are reports written next to it as files of their own (the mini's `claims.md`).
+    """
 
     name: str
     title: str
     sections: list[Section]
     tidy: pd.DataFrame
     figures: dict[str, Figure] = field(default_factory=dict)
+    companions: list[Report] = field(default_factory=list)
 
 
 def position(value: str, order: Sequence[str]) -> int:

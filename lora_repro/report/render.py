@@ -105,4 +105,6 @@ def write_report(report: Report, out: Path, command: str) -> list[Path]:
         png = figure_png(figure, command)
         atomic_write(out / f"{stem}.png", lambda tmp, png=png: tmp.write_bytes(png))
         written.append(out / f"{stem}.png")
+    for companion in report.companions:
+        written += write_report(companion, out, command)
     return written

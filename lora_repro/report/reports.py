@@ -11,18 +11,41 @@ from collections.abc import Sequence
 import pandas as pd
 
 from lora_repro.errors import UserError
-from lora_repro.report.figures import params_figure, rank_figure
-from lora_repro.report.layout import Report, Section, not_results_note, require_completed, select
+from lora_repro.report.cells import MISSING
+from lora_repro.report.claims import (
+    RANK_CLAIMS,
+    RESAMPLES,
+    TABLE2_CLAIMS,
+    claims_table,
+    lora_setting_key,
+    method_key,
+    trivial_baseline,
+)
+from lora_repro.report.figures import params_figure, rank_figure, task_figure
+from lora_repro.report.layout import (
+    Report,
+    Section,
+    metric_note,
+    not_results_note,
+    order_tasks,
+    position,
+    require_completed,
+    select,
+    task_name,
+)
 from lora_repro.report.params import PAPER_MODELS, params_check
 from lora_repro.report.sweeps import table5_sections, table6_sections
-from lora_repro.report.table2 import AVG, paper_block, table2_sections
+from lora_repro.report.table2 import AVG, LABEL_ORDER, paper_block, table2_sections
 from lora_repro.results.record import COMPLETED
 
 __all__ = ["DEFAULT_SEEDS", "REPORTS", "build_report", "params_report"]
 
 # Seeds a cell should have: the paper's 5 for Table 2, the sweeps' 3 (conf/experiment/table5, 6, mini).
-DEFAULT_SEEDS = {"table2": 5, "table5": 3, "table6": 3, "mini": 3}
+DEFAULT_SEEDS = {"table2": 5, "table5": 3, "table6": 3, "mini": 3, "lr_search": 1}
 MINI_MODEL = "minilm"
+TRIVIAL_LABEL = "Trivial baseline"
+FRONT_COLUMNS = ("Model", "Method", "# Trainable Parameters")
+CLAIMS_TITLE = "The paper's claims on MiniLM: measured differences, 95% bootstrap intervals, verdicts"
 PARAMS_TITLE = "Table 2's \"# Trainable Parameters\", computed on the meta device, next to the paper's"
 
 
@@ -61,22 +84,121 @@ def sweep_report(number: int, records: pd.DataFrame, seeds: int) -> Report:
     return Report(f"table{number}", title, sections, cells.assign(table=f"table{number}"), figures)
 
 
+def baseline_row(table: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """`table` (a Table 2 layout) with the trivial baseline as its last row."""
+    values = dict(zip(baseline["task"].map(task_name), baseline["value"], strict=True))
+    row = {column: MISSING for column in table.columns}
+    row.update({"Model": "", "Method": TRIVIAL_LABEL, "# Trainable Parameters": "0"})
+    row.update({c: f"{100 * values[c]:.1f}" for c in table.columns if c in values})
+    if "Avg." in row and all(c in values for c in table.columns if c not in FRONT_COLUMNS + ("Avg.",)):
+        row["Avg."] = f"{100 * sum(values.values()) / len(values):.1f}"
+    return pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+
+
+def margin_note(tidy: pd.DataFrame, baseline: pd.DataFrame) -> str:
+    """The smallest lead of any method over the trivial baseline: whether every column means something."""
+    cells = tidy[(tidy["task"] != AVG) & tidy["median"].notna()].merge(baseline, on="task")
+    if cells.empty:
+        return ""
+    lead = 100 * (cells["median"] - cells["value"])
+    worst = cells.loc[lead.idxmin()]
+    return (f"Trivial baseline: the best constant prediction on each dev set (majority class; the mean score "
+            f"for STS-B, whose Pearson is then 0), from the dev labels the runs saved. Smallest lead of a "
+            f"method over it: {lead.min():.1f} points ({worst['method']} on {task_name(worst['task'])}).")
+
+
+def claims_report(records: pd.DataFrame, rank_records: pd.DataFrame) -> Report:
+    """The paper's claims, each with our difference, its 95% bootstrap interval and a verdict."""
+    table = pd.concat([claims_table(records, TABLE2_CLAIMS, method_key),
+                       claims_table(rank_records, RANK_CLAIMS, lora_setting_key)], ignore_index=True)
+    notes = ["Each claim reads `A − B ≥ margin` in points (x100) on the median over seeds of the best-epoch dev "
+             "metric; over several tasks, on the mean of the task medians. 95% interval: percentile bootstrap "
+             f"({RESAMPLES} resamples, seeded) over dev examples (paired across methods) and seeds. Verdict: "
+             "holds = the whole interval at or above the margin; does not hold = entirely below; inconclusive "
+             "= it straddles the margin. A verdict is whatever the records say: nothing is tuned to make a claim "
+             "hold.", "Claims (i)-(iii): the Table 2 analog above (AdptP m=16 has 76k trainable parameters, LoRA "
+             "r=8 on Wq,Wv 74k). Claims (iv)-(v): the Table 5 and 6 analogs below."]
+    if table.empty:
+        return Report("claims", CLAIMS_TITLE, [Section("Claims", None, ["No completed runs with predictions."])],
+                      table)
+    shown = pd.DataFrame({
+        "Claim": table["claim"], "Statement": table["statement"], "On": table["on"],
+        "A − B": [f"{a} − {b}" for a, b in zip(table["A"], table["B"], strict=True)],
+        "A": table["A_value"].map("{:.1f}".format), "B": table["B_value"].map("{:.1f}".format),
+        "Difference": table["difference"].map("{:+.1f}".format),
+        "95% CI": [f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
+        "Margin": table["margin"].map("{:+.0f}".format), "Verdict": table["verdict"]})
+    missing = sorted({c.name for c in TABLE2_CLAIMS + RANK_CLAIMS} - set(table["claim"]))
+    if missing:
+        notes.append(f"Not tested yet (their runs are missing): claim(s) {', '.join(missing)}.")
+    return Report("claims", CLAIMS_TITLE, [Section("Claims", shown, notes)], table)
+
+
 def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequence[str] | None,
                 seeds: int) -> Report:
-    """The Table 2 layout for MiniLM, the paper's RoBERTa-base rows as a reference, and its rank sweep."""
+    """The Table 2 layout for MiniLM with a trivial-baseline row, the claims, and the rank analogs."""
     sections, tidy, _ = table2_sections(records, tasks, seeds, paper_models=[])
+    baseline = trivial_baseline(records)
+    sections[0].table = baseline_row(sections[0].table, baseline)
+    sections[0].notes.insert(2, margin_note(tidy, baseline))
     shown = [t for t in dict.fromkeys(tidy["task"]) if t in set(records["task"])]
     reference = Section("Reference only: the paper's RoBERTa-base rows (a different, larger model; the paper "
                         "has no MiniLM row, so there is no difference to compute)", paper_block("roberta-base", shown),
                         ["* = prior work quoted by the paper. Avg. = the paper's printed average when all 8 "
                          "tasks are shown, else its mean over the tasks shown."])
-    rank_lora = rank_records[rank_records["method"] == "lora"]
-    require_completed(rank_lora, "mini (rank sweep, --rank-runs)")
-    rank_sections, cells = table6_sections(rank_lora, seeds, notes=False)
-    figures = {"mini_avg_vs_params": params_figure(tidy[tidy["task"] == AVG]), "mini_rank": rank_figure(cells)}
-    tidy = pd.concat([tidy.assign(table="table2"), cells.assign(table="table6")], ignore_index=True)
+    claims = claims_report(records, rank_records)
+    figures = {"mini_tasks": task_figure(tidy[tidy["task"] != AVG], baseline)}
+    tidy = pd.concat([tidy.assign(table="table2"),
+                      baseline.assign(table="table2", label="Trivial", method=TRIVIAL_LABEL, median=baseline["value"])
+                      .drop(columns=["value", "metric"])], ignore_index=True)
+    rank_lora = rank_records[(rank_records["method"] == "lora") & (rank_records["status"] == COMPLETED)]
+    rank_sections = [Section("Table 5 and 6 analogs", None, ["No completed rank runs yet: `make mini-ranks`."])]
+    if not rank_lora.empty:
+        table5, cells5 = table5_sections(rank_lora, seeds)
+        table6, cells6 = table6_sections(rank_lora, seeds, notes=False)
+        rank_sections = [*table5[:-2], *table6[:-1], table5[-2]]  # ours, then their notes (no GPT-3 blocks)
+        figures["mini_rank"] = rank_figure(cells6)
+        tidy = pd.concat([tidy, cells5.assign(table="table5"), cells6.assign(table="table6")], ignore_index=True)
     return Report("mini", "The paper's comparison on MiniLM (CPU scale)",
-                  [*sections, reference, *rank_sections], tidy, figures)
+                  [*sections, *claims.sections, reference, *rank_sections], tidy, figures, [claims])
+
+
+def lr_search_winners(records: pd.DataFrame) -> pd.DataFrame:
+    """Per method and learning rate, the best-epoch metric on each task and their mean; the best rate marked.
+
+    Returns:
+        One row per method x rate: method (the config name), label, learning_rate, one column per task
+        (0-1 scale), mean, and winner (True for each method's rate with the highest mean).
+    """
+    done = require_completed(records, "lr_search")
+    table = done.pivot_table(index=["method", "label", "train.learning_rate"], columns="task", values="best",
+                             aggfunc="median").reset_index().rename(columns={"train.learning_rate": "learning_rate"})
+    tasks = order_tasks(done["task"])
+    table["mean"] = table[tasks].mean(axis=1, skipna=False)
+    best = table.groupby("method")["mean"].transform("max")
+    table["winner"] = table["mean"].eq(best) & table["mean"].notna()
+    order = [position(label, LABEL_ORDER) for label in table["label"]]
+    return table.assign(order=order).sort_values(["order", "learning_rate"]).drop(columns="order")[
+        ["method", "label", "learning_rate", *tasks, "mean", "winner"]].reset_index(drop=True)
+
+
+def lr_search_report(records: pd.DataFrame) -> Report:
+    """The mini's learning-rate search: each method's rates side by side, the winner marked."""
+    table = lr_search_winners(records)
+    tasks = [c for c in table.columns if c not in ("method", "label", "learning_rate", "mean", "winner")]
+    shown = pd.DataFrame({"Method": table["label"], "Learning rate": table["learning_rate"].map("{:g}".format)})
+    for task in tasks:
+        shown[task_name(task)] = table[task].map(lambda v: MISSING if pd.isna(v) else f"{100 * v:.1f}")
+    shown["Mean"] = table["mean"].map(lambda v: MISSING if pd.isna(v) else f"{100 * v:.1f}")
+    shown["Chosen"] = table["winner"].map({True: "✓", False: ""})
+    winners = ", ".join(f"{r.label} {r.learning_rate:g}" for r in table[table["winner"]].itertuples())
+    notes = [f"Best-epoch dev metric of one run (seed 0), x100; {metric_note(records)[len('Metric per task: '):]}",
+             "Chosen = the rate with the highest mean over the tasks, per method; these are the rates of "
+             f"conf/experiment/_mini_protocol.yaml (mini.learning_rate): {winners}. A chosen rate at the edge of its "
+             "grid means a wider grid could do better.", not_results_note(records)]
+    return Report("lr_search", "The mini's learning-rate search (experiment=mini_lr)",
+                  [Section("Learning rate x method", shown, [n for n in notes if n])],
+                  table.assign(winner=table["winner"].astype(bool)))
 
 
 def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None = None,
@@ -99,7 +221,7 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         UserError: No completed record to report on.
     """
     seeds = seeds or DEFAULT_SEEDS[name]
-    chosen = select(records, models or ([MINI_MODEL] if name == "mini" else None), tasks)
+    chosen = select(records, models or ([MINI_MODEL] if name in ("mini", "lr_search") else None), tasks)
     paper_only = set(models or ()) <= set(PAPER_MODELS.values())
     if name == "table2" and paper_only and (chosen["status"] != COMPLETED).all():
         note = " ".join(filter(None, ["No completed run records: showing the parameter counts only.",
@@ -108,8 +230,11 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
     require_completed(chosen, name)
     if name in ("table5", "table6"):
         return sweep_report(int(name[-1]), chosen, seeds)
+    if name == "lr_search":
+        return lr_search_report(chosen)
     if name == "mini":
-        return mini_report(chosen, select(rank_records, [MINI_MODEL], None), tasks, seeds)
+        ranks = rank_records if rank_records is not None else records.iloc[:0]
+        return mini_report(chosen, select(ranks, [MINI_MODEL], None), tasks, seeds)
     return table2_report(chosen, tasks, seeds)
 
 

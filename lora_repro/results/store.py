@@ -24,8 +24,8 @@ from lora_repro.cli import CONF_DIR
 from lora_repro.errors import UserError
 from lora_repro.results.record import COMPLETED, RECORD_FILE, read_record
 
-__all__ = ["WEIGHT_ORDER", "default_runs_dir", "load_records", "method_label", "method_row_key",
-           "targets_key"]
+__all__ = ["WEIGHT_ORDER", "default_runs_dir", "load_predictions", "load_records", "method_label",
+           "method_row_key", "targets_key"]
 
 # The paper's names for the method configs' `name` (adapters are told apart by their `variant`).
 LABELS = {"full_ft": "FT", "bitfit": "BitFit", "lora": "LoRA"}
@@ -34,7 +34,7 @@ WEIGHT_ORDER = ("q", "k", "v", "o")
 # The columns of the store, in order; `train.*`, `method.*` and `metric.*` columns follow them.
 COLUMNS = ["status", "task", "model", "method", "label", "row_key", "setup", "seed", "config_hash",
            "family", "params_method", "params_trainable", "params_total", "headline_metric", "best",
-           "best_epoch", "final", "path"]
+           "best_epoch", "final", "path", "predictions"]
 
 
 def default_runs_dir() -> Path:
@@ -95,12 +95,36 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "best": best.get("value"), "best_epoch": best.get("epoch"),
         "final": info.get("final", {}).get("value"),
         "path": str(path),
+        "predictions": best_predictions_file(record, path),
         **flat("train", config["train"]), **flat("method", method),
         **flat("metric", best.get("metrics", {})),
     }
     if record["status"] == COMPLETED and row["best"] is None:
         raise KeyError("train_info.best")
     return row
+
+
+def best_predictions_file(record: dict[str, Any], path: Path) -> str | None:
+    """The per-example dev predictions behind the record's best value (the headline split, best epoch).
+
+    Records written before best-epoch predictions were kept have only the final epoch's: those are
+    returned only when the final epoch was the best one.
+    """
+    artifacts, info = record.get("artifacts", {}), record["train_info"]
+    split = str(info.get("headline_metric", "")).partition("/")[0]
+    files = artifacts.get("best_predictions")
+    if files is None and info.get("best", {}).get("epoch") == info.get("final", {}).get("epoch"):
+        files = artifacts.get("predictions")
+    name = (files or {}).get(split)
+    return str(Path(path).parent / name) if name else None
+
+
+def load_predictions(file: str | Path) -> pd.DataFrame:
+    """A run's per-example dev predictions (idx, label, prediction, logit_k), as `lora-repro train` wrote them."""
+    try:
+        return pd.read_csv(file)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read the predictions {file}: {err}; rerun that run (delete its folder)") from None
 
 
 def record_files(paths: Sequence[Path]) -> list[Path]:

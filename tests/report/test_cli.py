@@ -51,9 +51,10 @@ def test_table6_and_mini_write_their_figures(monkeypatch, runs, tmp_path):
     assert report(monkeypatch, "table6", "--runs", str(runs), "--out", str(tmp_path)) == 0
     assert report(monkeypatch, "mini", "--runs", str(runs / "main"), "--rank-runs", str(runs / "rank"),
                   "--out", str(tmp_path)) == 0
-    for name in ("table6_rank", "mini_rank", "mini_avg_vs_params"):
+    for name in ("table6_rank", "mini_rank", "mini_tasks"):
         assert (tmp_path / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
-    assert {"table6.md", "table6.csv", "mini.md", "mini.tex", "mini.csv"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"table6.md", "table6.csv", "mini.md", "mini.tex", "mini.csv", "claims.md", "claims.csv"} <= {
+        p.name for p in tmp_path.iterdir()}
 
 
 def test_params_only_lists_every_paper_row(monkeypatch, capsys, tmp_path):

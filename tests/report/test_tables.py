@@ -110,14 +110,16 @@ def test_seeds_option_changes_what_counts_as_complete(records):
 def test_mini_has_the_minilm_rows_a_labelled_reference_and_the_rank_table(store):
     report = build_report("mini", load_records([store / "main"]), rank_records=load_records([store / "rank"]))
     table = ours(report)
-    assert list(table.index) == ["FT", LORA_ROW]  # the rank sweep's LoRA configs are not Table 2 rows
+    # The rank sweep's LoRA configs are not Table 2 rows; the trivial baseline closes the table.
+    assert list(table.index) == ["FT", LORA_ROW, "Trivial baseline"]
     assert table.loc["FT", "RTE"] == "66.0±1.0"
     reference = next(s for s in report.sections if s.title.startswith("Reference only"))
     assert "RoBERTa-base" in reference.title and "LoRA" in set(reference.table["Method"])
     rank = next(s for s in report.sections if "by rank" in s.title).table.set_index("Weight type")
     assert list(rank.columns) == ["r=1", "r=2"] and list(rank.index) == ["Wq", "Wq,Wv"]
     assert rank.loc["Wq,Wv", "r=2"] == "82.5±.0"
-    assert set(report.figures) == {"mini_avg_vs_params", "mini_rank"}
+    assert set(report.figures) == {"mini_tasks", "mini_rank"}
+    assert any(s.title.startswith("minilm: # of trainable parameters") for s in report.sections)  # Table 5 analog
 
 
 def test_table5_and_table6_layouts_with_the_paper_as_a_separate_block(records):

@@ -10,6 +10,7 @@ import json
 from functools import cache
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from omegaconf import DictConfig, open_dict
 
@@ -51,8 +52,12 @@ def _train_info(cfg: DictConfig, value: float, params: dict[str, int]) -> dict:
 
 
 def write_run(runs_dir: Path, task: str = "sst2", model: str = "minilm", method: str = "lora", seed: int = 0,
-              value: float = 0.9, status: str = COMPLETED, overrides: tuple[str, ...] = ()) -> Path:
-    """Write one run record as `lora-repro train` would; returns its folder."""
+              value: float = 0.9, status: str = COMPLETED, overrides: tuple[str, ...] = (),
+              predictions: pd.DataFrame | None = None) -> Path:
+    """Write one run record as `lora-repro train` would; returns its folder.
+
+    `predictions` (columns label, prediction) become the run's best-epoch dev predictions.
+    """
     cfg = _config(task, model, method, tuple(overrides)).copy()
     with open_dict(cfg):
         cfg.seed = seed
@@ -61,8 +66,12 @@ def write_run(runs_dir: Path, task: str = "sst2", model: str = "minilm", method:
     if status == FAILED:
         record.finish(FAILED, {"error": "RuntimeError: boom"}, {})
     elif status == COMPLETED:
+        files = {}
+        if predictions is not None:
+            predictions.assign(idx=range(len(predictions))).to_csv(record.run_dir / "predictions_dev.csv", index=False)
+            files = {"dev": "predictions_dev.csv"}
         record.finish(COMPLETED, _train_info(cfg, value, _params(task, model, method, tuple(overrides))),
-                      {"predictions": {}, "weights": ""})
+                      {"predictions": files, "best_predictions": files, "weights": ""})
     return record.run_dir
 
 
