@@ -170,17 +170,22 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in _inner(model).named_parameters() if p.requires_grad}
 
 
-def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor], skip_head: bool = False) -> None:
     """Copy a saved `trainable_state_dict` into a fresh model with the same method applied.
 
     Args:
         model: the model `apply_method` returned, built like the one that was saved.
         state: the saved tensors.
+        skip_head: leave the head as it is and load only the method's weights: a run that starts from
+            another task's run (`train.init_from`), whose head has another task's shape.
 
     Raises:
         UserError: a missing or unexpected key, or a shape that differs (wrong method, model or options).
     """
-    params = {name: p for name, p in _inner(model).named_parameters() if p.requires_grad}
+    inner = _inner(model)
+    heads = getattr(inner, HEAD_ATTR, ()) if skip_head else ()
+    params = {name: p for name, p in inner.named_parameters() if p.requires_grad and not _in_head(name, heads)}
+    state = {name: t for name, t in state.items() if not _in_head(name, heads)}
     missing, unexpected = sorted(params.keys() - state.keys()), sorted(state.keys() - params.keys())
     if missing or unexpected:
         raise UserError(f"saved parameters do not fit this model and method: missing {missing[:5]} "

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from lora_repro.errors import UserError
+from lora_repro.methods import load_trainable_state_dict
 from lora_repro.results.record import COMPLETED, WEIGHTS_FILE, read_record
 
 
@@ -35,13 +37,18 @@ def find_source_run(cfg: DictConfig) -> Path:
 
 
 def load_init_weights(model: torch.nn.Module, cfg: DictConfig) -> Path:
-    """Copy the source run's method weights (head excluded) into `model`; returns the source run."""
+    """Copy the source run's method weights (head excluded) into `model`; returns the source run.
+
+    `model` is what `apply_method` returned (for LoRA, PEFT's wrapper): the saved names are the inner
+    model's, as `trainable_state_dict` writes them, and every method weight must be there.
+    """
     source = find_source_run(cfg)
-    heads = tuple(f"{prefix}." for prefix in cfg.model.head_modules)
-    state = {name: tensor for name, tensor in load_file(str(source / WEIGHTS_FILE)).items()
-             if not any(f".{h}" in f".{name}" for h in heads)}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected:
-        raise UserError(f"weights of {source} do not fit this model (e.g. {unexpected[0]}); "
-                        "was it trained with another model or method?")
+    try:
+        load_trainable_state_dict(model, load_file(str(source / WEIGHTS_FILE)), skip_head=True)
+    except UserError as err:
+        raise UserError(f"train.init_from={cfg.train.init_from}: the weights of {source} do not fit this run "
+                        f"({err})") from None
+    except (OSError, SafetensorError) as err:
+        raise UserError(f"train.init_from={cfg.train.init_from}: cannot read {source / WEIGHTS_FILE} ({err}); "
+                        "delete that run folder and rerun it") from None
     return source
