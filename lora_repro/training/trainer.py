@@ -61,7 +61,7 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         per_device_train_batch_size=per_device_batch(train.batch_size),
         per_device_eval_batch_size=train.eval_batch_size,
         num_train_epochs=train.epochs,
-        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        warmup_steps=train.warmup_ratio,  # transformers >= 5 reads a float below 1 as a ratio of the total steps
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
         lr_scheduler_type="linear",
@@ -72,6 +72,9 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         report_to=cfg.logger.report_to,
         seed=cfg.seed,
+        # A sequence-classification loss is a mean over examples already; averaging over tokens across
+        # devices (the default) would multiply the loss, and so the clipped gradient, by the world size.
+        average_tokens_across_devices=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=not sys.stderr.isatty(),
         **precision_flags(train.precision),

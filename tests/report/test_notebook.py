@@ -23,4 +23,4 @@ def test_the_notebook_runs_on_synthetic_records(tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(f"run records in {runs}" in o.get("text", "") for o in outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 2  # Table 2's parameters figure and Table 6's rank figure
+    assert len(images) == 2  # the per-task figure and the rank figure
