@@ -5,6 +5,7 @@
     lora-repro eval  RUN_DIR               reload a run from its record and evaluate it again
     lora-repro report TABLE [options]      paper tables and figures from run records
     lora-repro bench [options]             training and inference cost per method
+    lora-repro --version                   the installed version (also: python -m lora_repro ...)
 
 Bad input is reported as one line and exit status 2 (see lora_repro.errors).
 """
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
+from importlib import metadata
 
+from lora_repro.config import group_choices
 from lora_repro.errors import EXIT_USER_ERROR, UserError, choose
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # Config groups whose choice is a file name: checked before Hydra starts, so that a typo gets the
 # list of valid names and exit status 2 instead of Hydra's composition traceback.
 CHOICE_GROUPS = ("task", "method", "model", "train", "data", "logger", "experiment")
@@ -28,11 +29,6 @@ COMMANDS = {
     "report": "lora_repro.report.cli:main",
     "bench": "lora_repro.bench.cli:main",
 }
-
-
-def group_choices(group: str) -> list[str]:
-    """The configs available in `conf/<group>/`."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 def check_choices(overrides: list[str]) -> None:
@@ -50,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
+        return
+    if argv[0] == "--version":
+        print(f"lora-repro {metadata.version('lora-repro')}")
         return
     command, rest = argv[0], argv[1:]
     try:

@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from lora_repro import resolvers
-from lora_repro.cli import CONF_DIR, group_choices
+from lora_repro.config import compose_config, group_choices
 from lora_repro.errors import UserError, choose
 from lora_repro.methods import apply_method
 from lora_repro.models import build_model, load_model
@@ -42,9 +40,7 @@ def compose_run_config(model: str, method: str, overrides: Sequence[str] = ()) -
     """
     choose("model", model, group_choices("model"))
     choose("method", method, group_choices("method"))
-    resolvers.register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={model}", f"method={method}", *overrides])
+    cfg = compose_config([f"model={model}", f"method={method}", *overrides])
     OmegaConf.resolve(cfg)
     return cfg
 

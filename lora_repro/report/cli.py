@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from lora_repro.cli import group_choices
+from lora_repro.config import group_choices
 from lora_repro.errors import UserError, choose
 from lora_repro.report.render import to_markdown, write_report
 from lora_repro.report.reports import DEFAULT_SEEDS, REPORTS, build_report, params_report

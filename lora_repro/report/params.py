@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from functools import cache
 
 import pandas as pd
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from lora_repro import resolvers
-from lora_repro.cli import CONF_DIR
+from lora_repro.config import compose_config
 from lora_repro.methods import ParamCounts, apply_method, count_parameters
 from lora_repro.models import build_model
 from lora_repro.paper import paper_table
@@ -77,9 +75,7 @@ def paper_rows() -> list[PaperRow]:
 @cache
 def run_config(model: str, method: str, task: str = REFERENCE_TASK) -> DictConfig:
     """The composed config of `model` x `method` on `task`, as `lora-repro train` would build it."""
-    resolvers.register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={model}", f"method={method}", f"task={task}"])
+    cfg = compose_config([f"model={model}", f"method={method}", f"task={task}"])
     OmegaConf.resolve(cfg)
     return cfg
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
 
 RECORD_FILE = "record.json"
@@ -39,6 +40,8 @@ RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 # so changing them neither invalidates finished runs nor splits one run into two.
 HASHED_SECTIONS = ("task", "method", "model", "train", "seed", "setup")
 HASHED_DATA_KEYS = ("hub_dataset", "max_train_samples", "max_eval_samples", "subset_seed")
+# Train settings that only say how the same computation is laid out on the hardware.
+UNHASHED_TRAIN_KEYS = ("per_device_batch_size",)
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "safetensors",
             "scikit-learn", "scipy", "numpy", "pandas", "lora-repro")
 
@@ -48,7 +51,9 @@ def hashed_config(cfg: DictConfig) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     data = {key: resolved["data"][key] for key in HASHED_DATA_KEYS}
     data["source"] = "local" if resolved["data"]["glue_dir"] else "hub"
-    return {**{key: resolved[key] for key in HASHED_SECTIONS}, "data": data}
+    hashed = {key: resolved[key] for key in HASHED_SECTIONS}
+    hashed["train"] = {k: v for k, v in hashed["train"].items() if k not in UNHASHED_TRAIN_KEYS}
+    return {**hashed, "data": data}
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -124,7 +129,7 @@ def completed_value(cfg: DictConfig) -> float | None:
     experiment's folder holds all of its records.
     """
     run_dir = run_dir_for(cfg)
-    source = None if is_completed(run_dir) else reusable_run(cfg)
+    source = None if is_completed(run_dir) or not is_main_process() else reusable_run(cfg)
     if source is not None:
         tmp = run_dir.with_name(f".{run_dir.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)

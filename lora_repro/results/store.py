@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from lora_repro.cli import CONF_DIR
+from lora_repro.config import CONF_DIR
 from lora_repro.errors import UserError
 from lora_repro.results.record import COMPLETED, RECORD_FILE, read_record
 

@@ -6,20 +6,19 @@ users expect. Bad input ends with one line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from lora_repro.config import CONF_DIR
 from lora_repro.errors import EXIT_USER_ERROR, UserError
 from lora_repro.results.record import completed_value, run_dir_for
 
-CONF_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
 _job_started = False
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def train(cfg: DictConfig) -> float:
     """Run one fine-tuning job; returns the headline dev metric for sweepers."""
     global _job_started

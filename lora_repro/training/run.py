@@ -8,6 +8,7 @@ then train, and write the record. Returns the headline dev metric (best epoch) f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from safetensors.torch import save_file
 from transformers import set_seed
 
 from lora_repro.data.glue import GlueData, build_datasets
+from lora_repro.distributed import is_main_process
 from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
@@ -35,10 +37,10 @@ from lora_repro.results.record import (
 from lora_repro.training.init_from import load_init_weights
 from lora_repro.training.trainer import (
     EpochLog,
+    batch_plan,
     device_name,
     fit,
     peak_memory_bytes,
-    per_device_batch,
     precision_flags,
 )
 
@@ -49,7 +51,7 @@ def check_settings(cfg: DictConfig) -> None:
     """Fail fast on settings that need no data or model to judge."""
     check_method_config(cfg.method)
     precision_flags(cfg.train.precision)
-    per_device_batch(cfg.train.batch_size)
+    batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
 
 
 def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
@@ -104,15 +106,16 @@ def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig) -> str:
     return WEIGHTS_FILE
 
 
-def train_and_record(cfg: DictConfig, record: RunRecord, tokenizer, data: GlueData, model) -> float:
-    """Train, then write predictions, weights and the completed record."""
-    logs = record.run_dir / "logs"  # the Trainer's output folder: TensorBoard/wandb files, if any
+def train_and_record(cfg: DictConfig, record: RunRecord | None, tokenizer, data: GlueData, model) -> float:
+    """Train, then write predictions, weights and the completed record (`record` None: not the main process)."""
+    logs = run_dir_for(cfg) / "logs"  # the Trainer's output folder: TensorBoard/wandb files, if any
     started = time.perf_counter()
     epoch_log, train_metrics = fit(model, data, cfg, tokenizer, logs)
     seconds = time.perf_counter() - started
     with contextlib.suppress(OSError):
         logs.rmdir()  # nothing was logged there
     counts = count_parameters(model, cfg.method)
+    plan = batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
     train_info = {
         **summarize(epoch_log, cfg.task.headline_metric),
         "epochs": epoch_log.epochs,
@@ -123,7 +126,10 @@ def train_and_record(cfg: DictConfig, record: RunRecord, tokenizer, data: GlueDa
         "train_examples_per_second": train_metrics.get("train_samples_per_second"),
         "train_loss": train_metrics.get("train_loss"),
         "peak_memory_bytes": peak_memory_bytes(),
+        "batch": dataclasses.asdict(plan) | {"global": plan.global_batch},
     }
+    if record is None:  # another process of a distributed launch: the main one writes
+        return float(train_info["best"]["value"])
     final, best = train_info["final"]["epoch"], train_info["best"]["epoch"]
     # The final epoch's predictions match the saved weights (`lora-repro eval`); the best epoch's are the
     # ones behind the reported value, which the claims' bootstrap resamples.
@@ -144,9 +150,10 @@ def run(cfg: DictConfig) -> float:
         log.info("skipping %s: already completed with this config", run_dir_for(cfg))
         return done
     tokenizer, data, model = build(cfg)
-    record = RunRecord.start(cfg, device_name())
+    record = RunRecord.start(cfg, device_name()) if is_main_process() else None
     try:
         return train_and_record(cfg, record, tokenizer, data, model)
     except BaseException as err:  # includes KeyboardInterrupt: the record must not stay `running`
-        record.finish(FAILED, {"error": f"{type(err).__name__}: {err}"}, {})
+        if record is not None:
+            record.finish(FAILED, {"error": f"{type(err).__name__}: {err}"}, {})
         raise

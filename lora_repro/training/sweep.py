@@ -13,26 +13,24 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from lora_repro.config import compose_config, config_context
 from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, count_parameters
 from lora_repro.models import build_model
 from lora_repro.results.record import read_record, run_dir_for
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
     """Every job's override list, in the order Hydra's basic sweeper launches them."""
     parser = OverridesParser.create()
     fixed = [o for o, p in zip(overrides, parser.parse_overrides(overrides), strict=True) if not p.is_sweep_override()]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        base = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+    base = compose_config(fixed, hydra=True)
     params = base.hydra.sweeper.get("params") or {}
     swept = [f"{key}={value}" for key, value in params.items()] + overrides
     return BasicSweeper.split_arguments(parser.parse_overrides(swept), max_batch_size=None)[0]
@@ -45,7 +43,7 @@ def compose_jobs(jobs: list[list[str]]) -> list[DictConfig]:
     """
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs = []
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with config_context():
         for job in jobs:
             rest = tuple(o for o in job if not o.startswith("seed="))
             if rest not in composed:

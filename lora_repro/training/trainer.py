@@ -21,6 +21,7 @@ from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 
 from lora_repro.data.glue import GlueData
+from lora_repro.distributed import world_size
 from lora_repro.errors import UserError
 from lora_repro.metrics import compute_metrics, predictions_from_logits
 
@@ -44,21 +45,47 @@ def precision_flags(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def per_device_batch(global_batch: int) -> int:
-    """Split the global batch over the processes of a distributed launch (WORLD_SIZE, set by torchrun)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if global_batch < 1 or global_batch % world:
-        raise UserError(f"train.batch_size={global_batch} must be a positive multiple of the {world} processes")
-    return global_batch // world
+@dataclass(frozen=True)
+class BatchPlan:
+    """How the global batch is made: processes x per-device batch x gradient-accumulation steps."""
+
+    processes: int
+    per_device: int
+    accumulation: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.processes * self.per_device * self.accumulation
+
+
+def batch_plan(global_batch: int, per_device: int | None) -> BatchPlan:
+    """Split `train.batch_size` (the global batch) over the processes, accumulating gradients if needed.
+
+    Args:
+        global_batch: The batch one optimizer step sees, e.g. the paper's per-GPU batch x its 8 GPUs.
+        per_device: The batch one device holds (`train.per_device_batch_size`); None = global / processes.
+
+    Raises:
+        UserError: When the global batch is not processes x per-device batch x a whole number of steps.
+    """
+    processes = world_size()
+    per_device = per_device or (global_batch // processes if global_batch % processes == 0 else 0)
+    if global_batch < 1 or per_device < 1 or global_batch % (processes * per_device):
+        raise UserError(f"train.batch_size={global_batch} (the global batch) must be a positive multiple of "
+                        f"{processes} process(es) x train.per_device_batch_size={per_device or 'auto'}; "
+                        "choose a per-device batch that divides it")
+    return BatchPlan(processes, per_device, global_batch // (processes * per_device))
 
 
 def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
     """The `train:` config as `TrainingArguments` (no checkpoints: the run record keeps the result)."""
     train = cfg.train
+    batch = batch_plan(train.batch_size, train.per_device_batch_size)
     return TrainingArguments(
         output_dir=str(output_dir),
         learning_rate=train.learning_rate,
-        per_device_train_batch_size=per_device_batch(train.batch_size),
+        per_device_train_batch_size=batch.per_device,
+        gradient_accumulation_steps=batch.accumulation,
         per_device_eval_batch_size=train.eval_batch_size,
         num_train_epochs=train.epochs,
         warmup_steps=train.warmup_ratio,  # transformers >= 5 reads a float below 1 as a ratio of the total steps
@@ -76,23 +103,31 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         # devices (the default) would multiply the loss, and so the clipped gradient, by the world size.
         average_tokens_across_devices=False,
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # lets accelerate run a torchrun launch as CPU DDP (gloo)
         disable_tqdm=not sys.stderr.isatty(),
         **precision_flags(train.precision),
     )
 
 
 class GlueTrainer(Trainer):
-    """The Trainer, with dev sets always evaluated in file order.
+    """The Trainer, with the loss of a classification head and dev sets evaluated in file order.
 
-    With `train_sampling_strategy="group_by_length"`, transformers 5 also length-groups the *evaluation*
-    sampler; the metrics stay right (labels travel with the batches) but the saved predictions would no
-    longer line up with the dev rows. Length grouping only pays during training, so evaluation is sequential.
+    * The models' forward takes `**kwargs`, so the Trainer assumes their loss is normalised by the token
+      count of the whole accumulated batch and skips dividing it by the accumulation steps. A
+      sequence-classification loss is a mean over the micro-batch: without the division, gradient
+      accumulation over k steps would multiply the gradient by k.
+    * With `train_sampling_strategy="group_by_length"`, transformers 5 also length-groups the *evaluation*
+      sampler; the metrics stay right (labels travel with the batches) but the saved predictions would no
+      longer line up with the dev rows. Length grouping only pays during training.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+
     def _get_eval_sampler(self, eval_dataset):  # noqa: D102 (Trainer hook)
-        if self.args.world_size <= 1 and eval_dataset is not None:
-            return SequentialSampler(eval_dataset)
-        return super()._get_eval_sampler(eval_dataset)
+        # Under DDP, accelerate shards this sampler's batches and gathers them back in order.
+        return None if eval_dataset is None else SequentialSampler(eval_dataset)
 
 
 @dataclass

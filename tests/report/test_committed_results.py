@@ -1,0 +1,35 @@
+"""The committed mini results are what the committed records say: rebuilt here, they match byte for byte."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lora_repro.report.cli import run
+
+ROOT = Path(__file__).resolve().parents[2]
+MINI = ROOT / "results" / "mini"
+# report -> (its output folder, the run folders it reads), as `make mini` / `make mini-lr` call it.
+REPORTS = {"mini": ("results/mini", ["results/mini/runs", "results/mini/ranks/runs"]),
+           "lr_search": ("results/mini/lr_search", ["results/mini/lr_search/runs"])}
+
+
+@pytest.mark.parametrize("name", list(REPORTS))
+def test_the_committed_report_is_rebuilt_exactly_from_the_committed_records(name, tmp_path, monkeypatch):
+    out, run_folders = REPORTS[name]
+    present = [folder for folder in run_folders if (ROOT / folder).is_dir()]
+    assert present, f"no committed records in {run_folders}"
+    for folder in present:  # a fresh copy: the same relative paths, nothing but what is committed
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("*.safetensors", "logs"))
+    monkeypatch.chdir(tmp_path)
+    written = run([name])
+    for file in written:
+        if file.suffix in (".md", ".tex", ".csv"):
+            committed = ROOT / out / file.name
+            assert committed.read_text(encoding="utf-8") == file.read_text(encoding="utf-8"), (
+                f"{committed} differs from what `lora-repro report {name}` makes of the committed records; "
+                f"rerun it and commit the result")
+        else:
+            assert (ROOT / out / file.name).is_file()

@@ -1,0 +1,65 @@
+"""A distributed launch trains one run, numerically the single-process run with the same global batch.
+
+Launched as users launch it on GPUs (`torchrun --nproc_per_node N -m lora_repro train ...`), here on the
+CPU with the gloo backend. Dropout is off so that the runs can be compared number for number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ARGS = ["model=tiny_bert", "task=rte", "method=lora", "train.batch_size=8", "train.max_seq_length=32",
+        "train.epochs=2", "train.learning_rate=1e-2", "+model.shape.hidden_dropout_prob=0.0",
+        "+model.shape.attention_probs_dropout_prob=0.0"]
+
+
+def launch(root: Path, glue_dir: Path, prefix: list[str], *extra: str) -> Path:
+    """Run one training launch in its own folder; return its run folder."""
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*prefix, "-m", "lora_repro", "train", *ARGS, *extra, f"paths.root={root}",
+                             f"hydra.run.dir={root}/hydra"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = list(root.rglob("record.json"))
+    assert len(records) == 1  # one run, one record: the other processes write nothing
+    return records[0].parent
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    from tests.conftest import write_tiny_glue
+
+    root = tmp_path_factory.mktemp("distributed")
+    glue_dir = write_tiny_glue(root / "glue", n_train=64, n_dev=24)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    return {"single": launch(root / "single", glue_dir, [sys.executable]),
+            "ddp": launch(root / "ddp", glue_dir, torchrun),
+            "accumulated": launch(root / "accumulated", glue_dir, [sys.executable], "train.per_device_batch_size=2")}
+
+
+@pytest.mark.parametrize("other", ["ddp", "accumulated"])
+def test_same_losses_weights_and_predictions_as_one_process(runs, other):
+    single, run = (json.loads((runs[k] / "record.json").read_text())["train_info"] for k in ("single", other))
+    assert [e["train_loss"] for e in run["epochs"]] == pytest.approx([e["train_loss"] for e in single["epochs"]],
+                                                                     abs=1e-5)
+    assert run["best"]["metrics"] == pytest.approx(single["best"]["metrics"], abs=1e-5)
+    ours, theirs = (load_file(str(runs[k] / "trained_weights.safetensors")) for k in (other, "single"))
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], atol=1e-5, rtol=1e-4)
+
+
+def test_the_record_states_how_the_global_batch_was_made(runs):
+    batches = {k: json.loads((runs[k] / "record.json").read_text())["train_info"]["batch"] for k in runs}
+    assert batches["single"] == {"processes": 1, "per_device": 8, "accumulation": 1, "global": 8}
+    assert batches["ddp"] == {"processes": 2, "per_device": 4, "accumulation": 1, "global": 8}
+    assert batches["accumulated"] == {"processes": 1, "per_device": 2, "accumulation": 4, "global": 8}
+    # Same run identity: the layout on the hardware is not part of what the run computes.
+    assert len({path.name for path in runs.values()}) == 1
