@@ -7,8 +7,11 @@ the official metrics of every dev set and the predictions behind them.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import resource
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +20,20 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from safetensors.torch import load_file, save_file
 from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from lora_repro.data.glue import GlueData
 from lora_repro.distributed import world_size
 from lora_repro.errors import UserError
+from lora_repro.methods import load_trainable_state_dict, trainable_state_dict
 from lora_repro.metrics import compute_metrics, predictions_from_logits
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+EPOCH_LOG_FILE, EPOCH_LOG_LOGITS, TRAINABLE_FILE = "epoch_log.json", "epoch_log_logits.npz", "trainable.safetensors"
+logger = logging.getLogger(__name__)
 
 
 def device_name() -> str:
@@ -93,7 +101,10 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         max_grad_norm=train.max_grad_norm,
         lr_scheduler_type="linear",
         eval_strategy="epoch",
-        save_strategy="no",
+        # A checkpoint after every epoch (model, optimizer, scheduler, RNG states, the epoch log), only the
+        # newest kept: a killed or preempted run resumes from it; `fit` deletes it once the run is done.
+        save_strategy="epoch",
+        save_total_limit=1,
         logging_strategy="epoch",
         # Batches of similar length waste little on padding: short tasks (CoLA, SST-2) cost what their tokens cost.
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
@@ -167,6 +178,28 @@ class EpochLog(TrainerCallback):
                 self.epochs[-1]["metrics"][f"{split}/{key.removeprefix(prefix)}"] = float(value)
         self.logits.setdefault(epoch, {})[split] = self._pending
 
+    def on_save(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
+        # The checkpoint folder exists now; the epochs so far go with it, so a resumed run keeps them.
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            arrays = {f"{epoch}/{split}": logits for epoch, splits in self.logits.items()
+                      for split, logits in splits.items()}
+            np.savez(folder / EPOCH_LOG_LOGITS, **arrays)
+            # PEFT's checkpoint holds the adapter only; the head trains too, so save everything that trains.
+            state = {n: t.detach().contiguous().cpu() for n, t in trainable_state_dict(kwargs["model"]).items()}
+            save_file(state, str(folder / TRAINABLE_FILE))
+            (folder / EPOCH_LOG_FILE).write_text(json.dumps({"epochs": self.epochs, "train_loss": self._train_loss}))
+
+    def restore(self, checkpoint: Path, model: torch.nn.Module) -> None:
+        """Take up the epochs and trained weights saved with `checkpoint` (a run resumed after it was killed)."""
+        load_trainable_state_dict(model, load_file(str(checkpoint / TRAINABLE_FILE)))
+        saved = json.loads((checkpoint / EPOCH_LOG_FILE).read_text())
+        self.epochs, self._train_loss = saved["epochs"], saved["train_loss"]
+        with np.load(checkpoint / EPOCH_LOG_LOGITS) as arrays:
+            for key in arrays.files:
+                epoch, split = key.split("/")
+                self.logits.setdefault(int(epoch), {})[split] = arrays[key]
+
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102 (Trainer hook)
         # With logging_strategy="epoch" the epoch's mean train loss is logged just before its evaluation.
         if logs and "loss" in logs:
@@ -218,5 +251,13 @@ def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, outp
     trainer, log = make_trainer(model, data, cfg, tokenizer, output_dir)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    output = trainer.train()
+    checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
+        log.restore(Path(checkpoint), model)
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            shutil.rmtree(folder)  # the run is done: its record and artifacts hold what matters
     return log, dict(output.metrics)

@@ -1,0 +1,51 @@
+"""A run killed mid-training (SIGKILL, as a preempted cluster job) resumes from its last epoch checkpoint
+and ends with exactly the numbers of a run that was never interrupted; checkpoints go once it is done."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import write_tiny_glue
+
+ARGS = ["model=tiny_bert", "task=sst2", "method=lora", "train.batch_size=8", "train.max_seq_length=32",
+        "train.epochs=3"]
+
+
+def start(root: Path, glue_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lora_repro", "train", *ARGS, f"paths.root={root}",
+                             f"hydra.run.dir={root}/hydra"], env={**os.environ, "GLUE_DIR": str(glue_dir)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, root: Path) -> dict:
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads(next(root.rglob("record.json")).read_text())
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path):
+    glue_dir = write_tiny_glue(tmp_path / "glue", n_train=1500, n_dev=40)  # epochs long enough to kill inside
+    uninterrupted = finish(start(tmp_path / "once", glue_dir), tmp_path / "once")
+
+    killed = tmp_path / "killed"
+    process = start(killed, glue_dir)
+    deadline = time.monotonic() + 300
+    while not list(killed.rglob("checkpoint-*/epoch_log.json")):  # epoch 1 is saved: now kill it in epoch 2
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    record = json.loads(next(killed.rglob("record.json")).read_text())
+    assert record["status"] == "running"  # killed: no chance to say anything else
+    resumed = finish(start(killed, glue_dir), killed)
+
+    assert resumed["status"] == "completed"
+    assert resumed["train_info"]["epochs"] == uninterrupted["train_info"]["epochs"]  # every loss and metric
+    assert resumed["train_info"]["best"] == uninterrupted["train_info"]["best"]
+    assert not list(killed.rglob("checkpoint-*"))  # done: no checkpoint left on disk
