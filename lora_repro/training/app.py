@@ -6,6 +6,7 @@ users expect. Bad input ends with one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
@@ -18,11 +19,30 @@ from lora_repro.results.record import completed_value, run_dir_for
 _job_started = False
 
 
+def join_submitit_tasks() -> None:
+    """Make the tasks of one submitit job (SLURM `tasks_per_node` > 1) one distributed run.
+
+    Without this every task would run the whole job by itself; submitit's helper exports what
+    torch.distributed reads (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) and gives each task
+    its own GPU.
+    """
+    if not os.environ.get("SUBMITIT_EXECUTOR") or "RANK" in os.environ:
+        return
+    from submitit import JobEnvironment
+    from submitit.helpers import TorchDistributedEnvironment
+
+    if JobEnvironment().num_tasks > 1:
+        import torch
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=torch.cuda.is_available())
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def train(cfg: DictConfig) -> float:
     """Run one fine-tuning job; returns the headline dev metric for sweepers."""
     global _job_started
     _job_started = True
+    join_submitit_tasks()
     done = completed_value(cfg)
     if done is not None:  # resume without paying for torch/transformers imports
         print(f"skipping {run_dir_for(cfg)}: already completed with this config")

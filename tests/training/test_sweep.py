@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,3 +67,14 @@ def test_two_run_multirun_through_a_launcher_then_resume_skips_both(tmp_path, gl
     again = launch([f"hydra/launcher={launcher}"], tmp_path, glue_dir)
     assert again.returncode == 0, again.stderr[-3000:]
     assert records(tmp_path) == done  # nothing recomputed, nothing rewritten
+
+
+def test_the_tasks_of_one_submitit_job_are_one_distributed_run(tmp_path, glue_dir):
+    # As on a SLURM node with 2 GPUs (tasks_per_node=2): two processes, one run, one record.
+    result = launch(["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2", "seed=0",
+                     "train.batch_size=8"], tmp_path, glue_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = list(records(tmp_path))
+    assert len(done) == 1
+    batch = json.loads(done[0].read_text())["train_info"]["batch"]
+    assert batch == {"processes": 2, "per_device": 4, "accumulation": 1, "global": 8}
