@@ -23,7 +23,7 @@ from lora_repro.config import compose_config, config_context
 from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, count_parameters
 from lora_repro.models import build_model
-from lora_repro.results.record import read_record, run_dir_for
+from lora_repro.results.record import read_record, reusable_run, run_dir_for
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
@@ -64,6 +64,12 @@ def run_status(run_dir: Path) -> str:
         return read_record(run_dir)["status"]
     except UserError:
         return "broken"
+
+
+def plan_status(cfg: DictConfig, run_dir: Path) -> str:
+    """`run_status`, or `reusable` when another experiment's identical run will be copied (paths.reuse_runs_dirs)."""
+    status = run_status(run_dir)
+    return "reusable" if status != "completed" and reusable_run(cfg) is not None else status
 
 
 def matmul_flops_per_second() -> float:
@@ -108,7 +114,7 @@ def plan(overrides: list[str]) -> pd.DataFrame:
                      "method_config": " ".join(job_method_overrides(cfg)), "seed": cfg.seed,
                      "lr": cfg.train.learning_rate, "batch": cfg.train.batch_size, "epochs": cfg.train.epochs,
                      "max_len": cfg.train.max_seq_length, "init_from": cfg.train.init_from,
-                     "method_params": counted[key].method, "status": run_status(run_dir),
+                     "method_params": counted[key].method, "status": plan_status(cfg, run_dir),
                      "pflops": estimated_flops(cfg, counted[key].total) / 1e15, "run_dir": str(run_dir)})
     return pd.DataFrame(rows)
 
@@ -124,13 +130,13 @@ def plan_main() -> None:
         table = plan(sys.argv[1:])
     except HydraException as err:  # a bad override: bad input like any other
         raise UserError(str(err)) from None
-    todo = table[table.status != "completed"]
+    todo = table[~table.status.isin(["completed", "reusable"])]
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 40):
         print(table.drop(columns=["run_dir"]).to_string(index=False))
     rate = matmul_flops_per_second()
     hours = todo.pflops.sum() * 1e15 / rate / 3600
     device = "GPU" if torch.cuda.is_available() else "CPU"
-    print(f"\n{len(table)} runs: {len(table) - len(todo)} completed (skipped on launch), {len(todo)} to run; "
-          f"at most {todo.pflops.sum():.3g} PFLOP, about {hours:.3g} h on this {device} at its measured "
-          f"matmul rate of {rate / 1e9:.0f} GFLOP/s (an upper bound: inputs are padded per batch, "
+    print(f"\n{len(table)} runs: {len(table) - len(todo)} completed or reusable (skipped on launch), "
+          f"{len(todo)} to run; at most {todo.pflops.sum():.3g} PFLOP, about {hours:.3g} h on this {device} "
+          f"at its measured matmul rate of {rate / 1e9:.0f} GFLOP/s (an upper bound: inputs are padded per batch, "
           "not to max_seq_length)")
