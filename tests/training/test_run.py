@@ -166,3 +166,26 @@ def test_real_minilm_lora_sst2_beats_the_majority_class(tmp_path):
     assert record["train_info"]["eval_examples"] == {"dev": 872}
     assert accuracy >= 0.70, f"dev accuracy {accuracy:.3f} (majority class: 0.509)"
     assert json.loads((run_dir_for(cfg) / "record.json").read_text())["status"] == "completed"
+
+
+def test_length_grouped_training_keeps_dev_predictions_on_their_rows(tmp_path, glue_dir):
+    # transformers 5 length-groups the *evaluation* sampler too when training groups by length; the saved
+    # logits must still be those of the dev row they sit beside. Recompute them row by row, in file order.
+    from lora_repro.training.evaluate import load_run
+
+    cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=["task=mrpc", "train.group_by_length=true",
+                                                      "train.eval_batch_size=4"])
+    run(cfg)
+    run_dir = run_dir_for(cfg)
+    saved = pd.read_csv(run_dir / "predictions_dev.csv")
+    _, _, data, model = load_run(run_dir)
+    dev = data.evals["dev"]
+    assert len(set(map(len, dev["input_ids"]))) > 3  # rows of many lengths: grouping would reorder them
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(**{k: torch.tensor([row[k]]) for k in ("input_ids", "attention_mask",
+                                                                          "token_type_ids")}).logits
+                            for row in dev])
+    assert saved["idx"].tolist() == dev["idx"] and saved["label"].tolist() == dev["labels"]
+    torch.testing.assert_close(torch.tensor(saved[["logit_0", "logit_1"]].to_numpy(), dtype=torch.float32),
+                               logits, atol=1e-4, rtol=1e-4)
