@@ -5,6 +5,7 @@
     lora-repro eval  RUN_DIR               reload a run from its record and evaluate it again
     lora-repro report TABLE [options]      paper tables and figures from run records
     lora-repro bench [options]             training and inference cost per method
+    lora-repro migrate DIR ...             give older run records today's identity (config hash)
     lora-repro --version                   the installed version (also: python -m lora_repro ...)
 
 Bad input is reported as one line and exit status 2 (see lora_repro.errors).
@@ -28,6 +29,7 @@ COMMANDS = {
     "eval": "lora_repro.training.evaluate:main",
     "report": "lora_repro.report.cli:main",
     "bench": "lora_repro.bench.cli:main",
+    "migrate": "lora_repro.results.migrate:main",
 }
 
 

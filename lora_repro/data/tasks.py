@@ -9,6 +9,8 @@ ids: `task.tsv.label_values` lists the file's label strings in the order of the 
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +90,35 @@ def source_identity(task_cfg: DictConfig, data_cfg: DictConfig) -> list:
         return ["hub", data_cfg.hub_dataset, task_cfg.hub_config]
     return [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
             for path in task_files(task_cfg, data_cfg).values()]
+
+
+def data_identity(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, str]:
+    """What identifies a task's raw data on any machine: each local file's SHA-256, or the hub dataset.
+
+    Part of every run's identity (`lora_repro.results.record.hashed_config`), so that runs on different data
+    are never taken for one another, and runs on the same files match across machines and folders.
+
+    Raises:
+        UserError: A local file is missing (the message says how to point at the data).
+    """
+    if _uses_hub(data_cfg):
+        return {"hub": f"{data_cfg.hub_dataset}/{task_cfg.hub_config}"}
+    return {split: _sha256(str(path.resolve()), *_stat(path)) for split, path in task_files(task_cfg, data_cfg).items()}
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.cache
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, computed once per process for each (path, size, modification time)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _uses_hub(data_cfg: DictConfig) -> bool:

@@ -36,24 +36,48 @@ WEIGHTS_FILE = "trained_weights.safetensors"
 SCHEMA_VERSION = 1
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
-# Config sections that decide what a run computes. Paths, loggers and Hydra's own settings do not,
-# so changing them neither invalidates finished runs nor splits one run into two.
+# A run's identity (its config hash) covers exactly what decides its result: the task, model, method,
+# training settings, seed and setup, and the data itself (each local file's SHA-256). Not paths, loggers,
+# Hydra's settings, or how the computation is laid out on the hardware. Numbers are compared as numbers
+# (alpha 16 = 16.0) and LoRA's weight set as a set ([v,q] = [q,v]). Version 1 records (before this rule)
+# are carried over by `lora-repro migrate`.
+IDENTITY_VERSION = 2
 HASHED_SECTIONS = ("task", "method", "model", "train", "seed", "setup")
-HASHED_DATA_KEYS = ("hub_dataset", "max_train_samples", "max_eval_samples", "subset_seed")
-# Train settings that only say how the same computation is laid out on the hardware.
-UNHASHED_TRAIN_KEYS = ("per_device_batch_size",)
+HASHED_DATA_KEYS = ("max_train_samples", "max_eval_samples", "subset_seed")
+UNHASHED_TRAIN_KEYS = ("per_device_batch_size", "num_threads", "eval_batch_size", "save_full_model")
+UNORDERED_METHOD_KEYS = ("targets",)
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "safetensors",
             "scikit-learn", "scipy", "numpy", "pandas", "lora-repro")
 
 
+def canonical(value: Any) -> Any:
+    """`value` with every number as a float (bools and strings kept), so that 16 and 16.0 hash alike."""
+    if isinstance(value, dict):
+        return {key: canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def hashed_config(cfg: DictConfig) -> dict[str, Any]:
-    """The part of a resolved config that determines the run's result."""
+    """The part of a resolved config that determines the run's result, in canonical form.
+
+    Raises:
+        UserError: The task's local data files are missing (their checksums are part of the identity).
+    """
+    from lora_repro.data.tasks import data_identity  # reads the data files' checksums
+
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    data = {key: resolved["data"][key] for key in HASHED_DATA_KEYS}
-    data["source"] = "local" if resolved["data"]["glue_dir"] else "hub"
     hashed = {key: resolved[key] for key in HASHED_SECTIONS}
     hashed["train"] = {k: v for k, v in hashed["train"].items() if k not in UNHASHED_TRAIN_KEYS}
-    return {**hashed, "data": data}
+    for key in UNORDERED_METHOD_KEYS:
+        if isinstance(hashed["method"].get(key), list):
+            hashed["method"][key] = sorted(set(hashed["method"][key]))
+    data = {key: resolved["data"][key] for key in HASHED_DATA_KEYS}
+    data["files"] = data_identity(cfg.task, cfg.data)
+    return canonical({**hashed, "data": data, "identity_version": IDENTITY_VERSION})
 
 
 def config_hash(cfg: DictConfig) -> str:

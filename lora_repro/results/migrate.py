@@ -1,0 +1,72 @@
+"""`lora-repro migrate DIR ...`: give older run records today's identity (config hash) and folder name.
+
+Run identities changed once (version 2: numbers compared as numbers, LoRA weight sets as sets, settings
+that do not change the result left out, the data files' checksums in). A record's resolved config is
+all it takes to recompute its identity; its folder is renamed to match, so that sweeps skip it again.
+The data checksums are those of the files GLUE_DIR (or the record's data.glue_dir) points at now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf, open_dict
+
+from lora_repro.errors import UserError
+from lora_repro.results.record import (
+    RECORD_FILE,
+    config_hash,
+    hashed_config,
+    is_completed,
+    read_record,
+    write_json,
+)
+
+__all__ = ["main", "migrate_run"]
+
+
+def migrate_run(run_dir: Path) -> Path:
+    """Recompute the identity of the run in `run_dir`; returns its folder (renamed when the hash changed).
+
+    Raises:
+        UserError: A broken record, or a folder of the same identity that already holds another run.
+    """
+    record = read_record(run_dir)
+    cfg = OmegaConf.create(record["run_info"]["config"])
+    if os.environ.get("GLUE_DIR") and cfg.data.glue_dir:  # the data as it is found on this machine now
+        with open_dict(cfg):
+            cfg.data.glue_dir = os.environ["GLUE_DIR"]
+    new_hash = config_hash(cfg)
+    target = run_dir.with_name(f"s{cfg.seed}-{new_hash}")
+    if record["config_hash"] == new_hash and target == run_dir:
+        return run_dir
+    if target.exists() and target != run_dir:
+        if is_completed(target) or not is_completed(run_dir):
+            raise UserError(f"{target} already holds this run; delete one of {target} and {run_dir}")
+        os.rename(target, target.with_name(target.name + ".superseded"))  # an unfinished attempt, kept aside
+    record["config_hash"] = new_hash
+    record["run_info"]["hashed_config"] = hashed_config(cfg)
+    write_json(run_dir / RECORD_FILE, record)
+    os.rename(run_dir, target)
+    return target
+
+
+def main() -> None:
+    """Entry point: migrate every record under the folders given."""
+    parser = argparse.ArgumentParser(prog="lora-repro migrate", description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+", help="folders of run records, searched recursively")
+    args = parser.parse_args()
+    changed = total = 0
+    for folder in args.folders:
+        if not folder.is_dir():
+            raise UserError(f"no folder {folder}")
+        for file in sorted(folder.rglob(RECORD_FILE)):
+            total += 1
+            new = migrate_run(file.parent)
+            if new != file.parent:
+                changed += 1
+                print(f"{file.parent} -> {new.name}")
+    print(f"{total} records, {changed} renamed", file=sys.stderr)
