@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from lora_repro.config import compose_config
 from lora_repro.errors import UserError
 from lora_repro.report.cells import MISSING
 from lora_repro.report.claims import (
@@ -190,12 +191,18 @@ def lr_search_report(records: pd.DataFrame) -> Report:
     for task in tasks:
         shown[task_name(task)] = table[task].map(lambda v: MISSING if pd.isna(v) else f"{100 * v:.1f}")
     shown["Mean"] = table["mean"].map(lambda v: MISSING if pd.isna(v) else f"{100 * v:.1f}")
-    shown["Chosen"] = table["winner"].map({True: "✓", False: ""})
-    winners = ", ".join(f"{r.label} {r.learning_rate:g}" for r in table[table["winner"]].itertuples())
+    shown["Best"] = table["winner"].map({True: "✓", False: ""})
+    configured = compose_config(["experiment=mini"]).mini.learning_rate
+    in_use = [configured.get(method) == rate for method, rate in zip(table["method"], table["learning_rate"],
+                                                                      strict=True)]
+    shown["In the mini"] = ["✓" if used else "" for used in in_use]
+    differs = sorted({r.label for r, used in zip(table.itertuples(), in_use, strict=True) if r.winner and not used})
     notes = [f"Best-epoch dev metric of one run (seed 0), x100; {metric_note(records)[len('Metric per task: '):]}",
-             "Chosen = the rate with the highest mean over the tasks, per method; these are the rates of "
-             f"conf/experiment/_mini_protocol.yaml (mini.learning_rate): {winners}. A chosen rate at the edge of its "
-             "grid means a wider grid could do better.", not_results_note(records)]
+             "Best = the rate with the highest mean over the tasks, per method. In the mini = the rate "
+             "conf/experiment/_mini_protocol.yaml gives the method (mini.learning_rate). A best rate at the edge "
+             "of its grid means a wider grid could do better.",
+             f"The mini does not use the best rate for: {', '.join(differs)}." if differs else
+             "The mini uses the best rate of every method.", not_results_note(records)]
     return Report("lr_search", "The mini's learning-rate search (experiment=mini_lr)",
                   [Section("Learning rate x method", shown, [n for n in notes if n])],
                   table.assign(winner=table["winner"].astype(bool)))

@@ -33,3 +33,7 @@ def test_the_committed_report_is_rebuilt_exactly_from_the_committed_records(name
                 f"rerun it and commit the result")
         else:
             assert (ROOT / out / file.name).is_file()
+
+
+def test_the_mini_trains_with_the_rates_its_search_chose():
+    assert "The mini uses the best rate of every method." in (MINI / "lr_search" / "lr_search.md").read_text()
