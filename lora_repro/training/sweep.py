@@ -7,6 +7,7 @@ whether its record is already `completed` (so a launch would skip it), and a rou
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, count_parameters
 from lora_repro.models import build_model
 from lora_repro.results.record import read_record, reusable_run, run_dir_for
+
+log = logging.getLogger(__name__)
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
@@ -102,19 +105,26 @@ def estimated_flops(cfg: DictConfig, total_params: int) -> float:
 
 def plan(overrides: list[str]) -> pd.DataFrame:
     """One row per run of the sweep: what it is, whether it is done, and its estimated cost."""
-    rows, counted = [], {}
+    rows, counted, warned = [], {}, set()
     for cfg in compose_jobs(expand_sweep(overrides)):
         key = (cfg.model.name, OmegaConf.to_yaml(cfg.method), cfg.task.name)
         if key not in counted:  # build on the meta device: no download, no memory
             model = apply_method(build_model(cfg.model, 1 if cfg.task.label_names is None else
                                              len(cfg.task.label_names), "meta"), cfg.method, cfg.model)
             counted[key] = count_parameters(model, cfg.method)
-        run_dir = run_dir_for(cfg)
+        try:
+            run_dir = run_dir_for(cfg)
+            status = plan_status(cfg, run_dir)
+        except UserError as err:  # its data is not on this machine (yet): a plan is still worth showing
+            run_dir, status = None, "no data"
+            if str(err) not in warned:
+                warned.add(str(err))
+                log.warning("%s", err)
         rows.append({"task": cfg.task.name, "model": cfg.model.name, "method": cfg.method.name,
                      "method_config": " ".join(job_method_overrides(cfg)), "seed": cfg.seed,
                      "lr": cfg.train.learning_rate, "batch": cfg.train.batch_size, "epochs": cfg.train.epochs,
                      "max_len": cfg.train.max_seq_length, "init_from": cfg.train.init_from,
-                     "method_params": counted[key].method, "status": plan_status(cfg, run_dir),
+                     "method_params": counted[key].method, "status": status,
                      "pflops": estimated_flops(cfg, counted[key].total) / 1e15, "run_dir": str(run_dir)})
     return pd.DataFrame(rows)
 
