@@ -89,11 +89,11 @@ def load_model(model_cfg: DictConfig, num_labels: int) -> PreTrainedModel:
     """
     if model_cfg.pretrained is None:
         return build_model(model_cfg, num_labels, device="cpu")
-    # use_safetensors is left at transformers' default, which takes safetensors whenever the source has
-    # them and falls back to a pickled checkpoint only when it has nothing else.
+    # Safetensors only: a checkpoint that is only a pickle (pytorch_model.bin) is refused, not unpickled.
     return _from_pretrained(AutoModelForSequenceClassification.from_pretrained, model_cfg.pretrained,
-                            "model.pretrained", trust_remote_code=model_cfg.trust_remote_code,
-                            **_label_kwargs(num_labels), **_offline_kwargs(adapter_lookup=True))
+                            "model.pretrained", trust_remote_code=model_cfg.trust_remote_code, use_safetensors=True,
+                            **_label_kwargs(num_labels), **_offline_kwargs(adapter_lookup=True),
+                            **model_cfg.config_overrides)
 
 
 def build_model(model_cfg: DictConfig, num_labels: int, device: str = "meta") -> PreTrainedModel:
@@ -112,7 +112,8 @@ def build_model(model_cfg: DictConfig, num_labels: int, device: str = "meta") ->
     """
     shape = OmegaConf.to_container(model_cfg.shape, resolve=True)
     try:
-        config = AutoConfig.for_model(model_cfg.architecture, **shape, **_label_kwargs(num_labels))
+        config = AutoConfig.for_model(model_cfg.architecture, **shape, **_label_kwargs(num_labels),
+                                      **model_cfg.config_overrides)
     except ValueError as err:
         raise UserError(f"model.architecture {model_cfg.architecture!r} is not a transformers model type "
                         f"(e.g. bert, roberta, deberta-v2): {err}") from None
@@ -151,6 +152,10 @@ def _from_pretrained(load: Callable[..., Any], source: str, field: str, **kwargs
         return load(path, **kwargs)
     except (OSError, ValueError) as err:  # ValueError: e.g. a folder without a usable config.json
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if Path(path).is_dir() and list(Path(path).glob("*.bin")) and not list(Path(path).glob("*.safetensors")):
+            raise UserError(f"{field}: the folder {path} has no safetensors weights; lora-repro loads only "
+                            "safetensors (a pickled pytorch_model.bin can run code when loaded). Convert it, e.g. "
+                            "`model.save_pretrained(folder, safe_serialization=True)`") from None
         if Path(path).is_dir():
             raise UserError(f"{field}: could not load from the local folder {path}: {reason}") from None
         if not isinstance(err, OSError):

@@ -19,7 +19,8 @@ def rank_for_budget(budget_params: int | None, budget_rank: int, layers: int, hi
     as "what rank `budget_rank` on one weight type costs", the paper's 18M = r 8 on one type.
 
     Returns:
-        The largest rank whose cost stays within the budget.
+        The rank whose cost is nearest the budget (at least 1): the paper's "18M" on GPT-3 175B is rank 8
+        on one type (18.9M), 4 on two, 2 on four, which rounding down would make 7, 3 and 1.
 
     Raises:
         UserError: no weight types, or a budget too small for rank 1.
@@ -27,9 +28,9 @@ def rank_for_budget(budget_params: int | None, budget_rank: int, layers: int, hi
     if not targets:
         raise UserError("method.targets is empty; list weight types from q, k, v, o")
     budget = budget_params if budget_params is not None else layers * budget_rank * 2 * hidden
-    rank = budget // (layers * len(targets) * 2 * hidden)
+    rank = round(budget / (layers * len(targets) * 2 * hidden))
     if rank < 1:
-        raise UserError(f"a budget of {budget} parameters is below rank 1 on {len(targets)} weight types "
+        raise UserError(f"a budget of {budget} parameters is nearer rank 0 than rank 1 on {len(targets)} weight types "
                         f"({layers * len(targets) * 2 * hidden} parameters); raise the budget")
     return int(rank)
 

@@ -90,3 +90,16 @@ def test_unknown_architecture_is_a_user_error() -> None:
         model_cfg.architecture = "no-such-arch"
     with pytest.raises(UserError, match="'no-such-arch' is not a transformers model type"):
         build_model(model_cfg, 2)
+
+
+def test_a_pickle_only_checkpoint_is_refused_not_unpickled(tmp_path) -> None:
+    cfg = tiny_model_cfg("bert")
+    model = build_model(cfg, 2, device="cpu")
+    model.config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # a checkpoint as older tools wrote them
+    with open_dict(cfg):
+        cfg.pretrained = str(tmp_path)
+    with pytest.raises(UserError, match="no safetensors weights"):
+        load_model(cfg, 2)
+    build_model(cfg, 2, device="cpu").save_pretrained(tmp_path)  # the same model as safetensors loads
+    assert load_model(cfg, 2).num_labels == 2

@@ -28,7 +28,8 @@ def paper_hparam(model: str, task: str, key: str) -> object:
     """One flag of the official script for `model` x `task`, as a plain Python value.
 
     `batch_size` is the global batch (per-GPU batch x the scripts' GPU count); `init_from` is `mnli`
-    or None; a missing value (DeBERTa's scripts give warm-up in steps, not as a ratio) is 0.
+    or None; a value the script does not set is None (e.g. DeBERTa's warm-up ratio: its scripts give
+    warm-up steps; RoBERTa's warm-up steps and classifier dropout).
     """
     try:
         row = official_hparams().loc[(model, task)]
@@ -43,4 +44,4 @@ def paper_hparam(model: str, task: str, key: str) -> object:
     if key not in row.index:
         raise UserError(f"unknown recipe field {key!r}; choose one of: {', '.join(row.index)}")
     value = row[key]
-    return 0 if pd.isna(value) else value.item() if hasattr(value, "item") else value
+    return None if pd.isna(value) else value.item() if hasattr(value, "item") else value

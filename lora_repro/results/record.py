@@ -2,8 +2,9 @@
 
 Layout of `<runs_dir>/<task>/<model>/<method>/s<seed>-<hash>/`:
     record.json                   status, resolved config, metrics per epoch, counts, costs, versions
-    trained_weights.safetensors   every parameter that trained (method + head); the full model only
-                                  for full_ft with train.save_full_model
+    trained_weights.safetensors   every parameter that trained (method + head), final epoch; the full
+                                  model only for full_ft with train.save_full_model
+    trained_weights_best.safetensors   the same at the best epoch, when that is not the final one
     predictions_<split>.csv       one row per dev example: idx, label, prediction (+ logits)
 
 Every file is written to a temporary name and renamed into place, and `record.json` says
@@ -33,6 +34,7 @@ from lora_repro.errors import UserError
 
 RECORD_FILE = "record.json"
 WEIGHTS_FILE = "trained_weights.safetensors"
+BEST_WEIGHTS_FILE = "trained_weights_best.safetensors"  # the best epoch's, when it is not the final one
 SCHEMA_VERSION = 1
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -51,9 +53,13 @@ PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-co
 
 
 def canonical(value: Any) -> Any:
-    """`value` with every number as a float (bools and strings kept), so that 16 and 16.0 hash alike."""
+    """`value` with every number as a float (bools and strings kept), so that 16 and 16.0 hash alike.
+
+    Settings that are unset (null or an empty mapping) are left out: a setting added later with an
+    unset default does not change the identity of the runs made before it existed.
+    """
     if isinstance(value, dict):
-        return {key: canonical(item) for key, item in value.items()}
+        return {key: canonical(item) for key, item in value.items() if item is not None and item != {}}
     if isinstance(value, list):
         return [canonical(item) for item in value]
     if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -1,7 +1,7 @@
 """Reload a finished run from its record and evaluate it again: `lora-repro eval RUN_DIR`.
 
 The record holds the resolved config and the trained weights, which is all it takes to rebuild
-the model; the metrics printed should equal the record's final-epoch metrics.
+the model; the metrics printed should equal the record's final-epoch metrics (`--best`: the best epoch's).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from lora_repro.errors import UserError
@@ -21,8 +22,13 @@ from lora_repro.results.record import COMPLETED, WEIGHTS_FILE, read_record
 from lora_repro.training.trainer import make_trainer
 
 
-def load_run(run_dir: Path) -> tuple[DictConfig, object, object, torch.nn.Module]:
-    """The config, tokenizer, data and model of a completed run, with its trained weights loaded."""
+def load_run(run_dir: Path, best: bool = False) -> tuple[DictConfig, object, object, torch.nn.Module]:
+    """The config, tokenizer, data and model of a completed run, with its trained weights loaded.
+
+    Args:
+        run_dir: The run's folder.
+        best: Load the weights of the best epoch instead of the final one.
+    """
     from lora_repro.training.run import build  # the same build steps as training, minus the training
 
     record = read_record(run_dir)
@@ -33,13 +39,19 @@ def load_run(run_dir: Path) -> tuple[DictConfig, object, object, torch.nn.Module
     with open_dict(cfg):
         cfg.train.init_from = None  # the run's own weights replace whatever it started from
     tokenizer, data, model = build(cfg)
-    load_trainable_state_dict(model, load_file(str(run_dir / WEIGHTS_FILE)))
+    name = (record["artifacts"].get("best_weights") or WEIGHTS_FILE) if best else WEIGHTS_FILE
+    try:
+        state = load_file(str(run_dir / name))
+    except (OSError, SafetensorError) as err:
+        raise UserError(f"cannot read the weights {run_dir / name} ({err}); delete that run folder and rerun it"
+                        ) from None
+    load_trainable_state_dict(model, state)
     return cfg, tokenizer, data, model
 
 
-def evaluate(run_dir: Path) -> dict[str, float]:
+def evaluate(run_dir: Path, best: bool = False) -> dict[str, float]:
     """Metrics of a reloaded run on every dev set, keyed `<split>/<metric>` as in the record."""
-    cfg, tokenizer, data, model = load_run(Path(run_dir))
+    cfg, tokenizer, data, model = load_run(Path(run_dir), best)
     with tempfile.TemporaryDirectory() as scratch:
         trainer, log = make_trainer(model, data, cfg, tokenizer, Path(scratch))
         trainer.evaluate()
@@ -50,8 +62,9 @@ def main() -> None:
     """`lora-repro eval RUN_DIR`: print the reloaded run's metrics next to the recorded ones."""
     parser = argparse.ArgumentParser(prog="lora-repro eval", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--best", action="store_true", help="the best epoch's weights (default: the final epoch's)")
     args = parser.parse_args()
-    metrics = evaluate(args.run_dir)
-    recorded = read_record(args.run_dir)["train_info"]["final"]["metrics"]
+    metrics = evaluate(args.run_dir, args.best)
+    recorded = read_record(args.run_dir)["train_info"]["best" if args.best else "final"]["metrics"]
     print(json.dumps({name: {"reloaded": value, "recorded": recorded.get(name)}
                       for name, value in metrics.items()}, indent=2))

@@ -37,18 +37,20 @@ def find_source_run(cfg: DictConfig) -> Path:
 
 
 def load_init_weights(model: torch.nn.Module, cfg: DictConfig) -> Path:
-    """Copy the source run's method weights (head excluded) into `model`; returns the source run.
+    """Copy the source run's method weights at its best epoch (head excluded) into `model`; returns the source run.
 
     `model` is what `apply_method` returned (for LoRA, PEFT's wrapper): the saved names are the inner
     model's, as `trainable_state_dict` writes them, and every method weight must be there.
     """
     source = find_source_run(cfg)
+    # The source run's best epoch, as the paper's MNLI start is its best MNLI checkpoint.
+    weights = source / (read_record(source)["artifacts"].get("best_weights") or WEIGHTS_FILE)
     try:
-        load_trainable_state_dict(model, load_file(str(source / WEIGHTS_FILE)), skip_head=True)
+        load_trainable_state_dict(model, load_file(str(weights)), skip_head=True)
     except UserError as err:
         raise UserError(f"train.init_from={cfg.train.init_from}: the weights of {source} do not fit this run "
                         f"({err})") from None
     except (OSError, SafetensorError) as err:
-        raise UserError(f"train.init_from={cfg.train.init_from}: cannot read {source / WEIGHTS_FILE} ({err}); "
+        raise UserError(f"train.init_from={cfg.train.init_from}: cannot read {weights} ({err}); "
                         "delete that run folder and rerun it") from None
     return source

@@ -26,6 +26,7 @@ from lora_repro.methods import apply_method, check_method_config, count_paramete
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
 from lora_repro.results.record import (
+    BEST_WEIGHTS_FILE,
     COMPLETED,
     FAILED,
     WEIGHTS_FILE,
@@ -97,13 +98,21 @@ def write_predictions(run_dir: Path, data: GlueData, epoch_log: EpochLog, epoch:
     return files
 
 
-def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig) -> str:
-    """Save what the method trained (safetensors); the whole model only if asked for full_ft."""
+def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig, best: dict[str, torch.Tensor] | None
+                 ) -> dict[str, str]:
+    """Save what the method trained (safetensors), at the final and, if it differs, the best epoch.
+
+    The whole model is saved only if asked for full_ft (train.save_full_model=true).
+    """
     if cfg.method.name == "full_ft" and not cfg.train.save_full_model:
-        return ""  # 100% of the model: kept only on request (train.save_full_model=true)
+        return {"weights": ""}  # 100% of the model: kept only on request
     state = {name: t.detach().contiguous().cpu() for name, t in trainable_state_dict(model).items()}
     atomic_write(run_dir / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
-    return WEIGHTS_FILE
+    files = {"weights": WEIGHTS_FILE, "best_weights": WEIGHTS_FILE}
+    if best is not None and any(not torch.equal(best[name], state[name]) for name in state):
+        atomic_write(run_dir / BEST_WEIGHTS_FILE, lambda tmp: save_file(best, str(tmp)))
+        files["best_weights"] = BEST_WEIGHTS_FILE
+    return files
 
 
 def train_and_record(cfg: DictConfig, record: RunRecord | None, tokenizer, data: GlueData, model) -> float:
@@ -136,7 +145,7 @@ def train_and_record(cfg: DictConfig, record: RunRecord | None, tokenizer, data:
     artifacts = {"predictions": write_predictions(record.run_dir, data, epoch_log, final),
                  "best_predictions": write_predictions(record.run_dir, data, epoch_log, best,
                                                        "" if best == final else "_best"),
-                 "weights": save_weights(record.run_dir, model, cfg)}
+                 **save_weights(record.run_dir, model, cfg, epoch_log.best_weights)}
     record.finish(COMPLETED, train_info, artifacts)
     log.info("completed %s: %s = %.4f (best epoch %d)", record.run_dir, cfg.task.headline_metric,
              train_info["best"]["value"], train_info["best"]["epoch"])

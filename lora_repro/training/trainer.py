@@ -32,7 +32,8 @@ from lora_repro.methods import load_trainable_state_dict, trainable_state_dict
 from lora_repro.metrics import compute_metrics, predictions_from_logits
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-EPOCH_LOG_FILE, EPOCH_LOG_LOGITS, TRAINABLE_FILE = "epoch_log.json", "epoch_log_logits.npz", "trainable.safetensors"
+EPOCH_LOG_FILE, EPOCH_LOG_LOGITS = "epoch_log.json", "epoch_log_logits.npz"
+TRAINABLE_FILE, BEST_TRAINABLE_FILE = "trainable.safetensors", "best_trainable.safetensors"
 logger = logging.getLogger(__name__)
 
 
@@ -96,7 +97,8 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         gradient_accumulation_steps=batch.accumulation,
         per_device_eval_batch_size=train.eval_batch_size,
         num_train_epochs=train.epochs,
-        warmup_steps=train.warmup_ratio,  # transformers >= 5 reads a float below 1 as a ratio of the total steps
+        # transformers >= 5 reads a float below 1 as a ratio of the total steps, an int as steps.
+        warmup_steps=int(train.warmup_steps) if train.warmup_steps else float(train.warmup_ratio or 0.0),
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
         lr_scheduler_type="linear",
@@ -148,12 +150,17 @@ class EpochLog(TrainerCallback):
     The Trainer evaluates the dev sets one after another, calling `compute_metrics` and then
     `on_evaluate` for each, so the logits stashed by the first belong to the split the second names.
     `logits[epoch][split]` holds one row per dev example, in the dev file's order (checked on every evaluation).
+    With `keep_best_weights`, `best_weights` holds what trains as it was at the best epoch so far by
+    `headline` (ties: the earlier epoch), the start a later run takes with `train.init_from`.
     """
 
     data: GlueData
     metric_names: list[str]
+    headline: str
+    keep_best_weights: bool = False
     epochs: list[dict[str, Any]] = field(default_factory=list)
     logits: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    best_weights: dict[str, torch.Tensor] | None = None
     _pending: np.ndarray | None = None
     _train_loss: float | None = None
 
@@ -177,6 +184,10 @@ class EpochLog(TrainerCallback):
             if key.startswith(prefix) and key.removeprefix(prefix) in self.metric_names + ["loss"]:
                 self.epochs[-1]["metrics"][f"{split}/{key.removeprefix(prefix)}"] = float(value)
         self.logits.setdefault(epoch, {})[split] = self._pending
+        value = self.epochs[-1]["metrics"].get(self.headline)
+        if self.keep_best_weights and value is not None and all(
+                e["metrics"][self.headline] < value for e in self.epochs[:-1]):
+            self.best_weights = {n: t.detach().cpu().clone() for n, t in trainable_state_dict(kwargs["model"]).items()}
 
     def on_save(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
         # The checkpoint folder exists now; the epochs so far go with it, so a resumed run keeps them.
@@ -188,11 +199,15 @@ class EpochLog(TrainerCallback):
             # PEFT's checkpoint holds the adapter only; the head trains too, so save everything that trains.
             state = {n: t.detach().contiguous().cpu() for n, t in trainable_state_dict(kwargs["model"]).items()}
             save_file(state, str(folder / TRAINABLE_FILE))
+            if self.best_weights is not None:
+                save_file(self.best_weights, str(folder / BEST_TRAINABLE_FILE))
             (folder / EPOCH_LOG_FILE).write_text(json.dumps({"epochs": self.epochs, "train_loss": self._train_loss}))
 
     def restore(self, checkpoint: Path, model: torch.nn.Module) -> None:
         """Take up the epochs and trained weights saved with `checkpoint` (a run resumed after it was killed)."""
         load_trainable_state_dict(model, load_file(str(checkpoint / TRAINABLE_FILE)))
+        if (checkpoint / BEST_TRAINABLE_FILE).is_file():
+            self.best_weights = load_file(str(checkpoint / BEST_TRAINABLE_FILE))
         saved = json.loads((checkpoint / EPOCH_LOG_FILE).read_text())
         self.epochs, self._train_loss = saved["epochs"], saved["train_loss"]
         with np.load(checkpoint / EPOCH_LOG_LOGITS) as arrays:
@@ -226,7 +241,8 @@ def configure_logger(logger_cfg: DictConfig, run_dir: Path) -> None:
 def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
                  ) -> tuple[Trainer, EpochLog]:
     """A Trainer for `model` on `data`, and the log that collects its evaluations."""
-    log = EpochLog(data=data, metric_names=list(cfg.task.metrics))
+    log = EpochLog(data=data, metric_names=list(cfg.task.metrics), headline=cfg.task.headline_metric,
+                   keep_best_weights=cfg.method.name != "full_ft" or cfg.train.save_full_model)
     configure_logger(cfg.logger, output_dir)
     trainer = GlueTrainer(
         model=model,

@@ -84,6 +84,17 @@ def test_reloaded_run_reproduces_recorded_metrics(tmp_path, glue_dir):
     assert metrics["dev/loss"] == pytest.approx(record["train_info"]["final"]["metrics"]["dev/loss"], rel=1e-4)
 
 
+def test_the_best_epochs_weights_are_kept_and_reload_to_its_metrics(tmp_path, glue_dir):
+    # A high learning rate on tiny data: the best epoch is rarely the last. Either way, the weights the record
+    # names as the best epoch's must give exactly that epoch's dev metrics (the loss tells epochs apart).
+    cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=["method=lora", "train.epochs=4", "train.learning_rate=5e-2"])
+    run(cfg)
+    info = read_record(run_dir_for(cfg))["train_info"]
+    best = evaluate(run_dir_for(cfg), best=True)
+    assert best["dev/loss"] == pytest.approx(info["best"]["metrics"]["dev/loss"], rel=1e-4)
+    assert best["dev/accuracy"] == pytest.approx(info["best"]["value"])
+
+
 def test_completed_run_is_skipped_and_running_one_is_redone(tmp_path, glue_dir, monkeypatch):
     cfg = tiny_run_cfg(tmp_path, glue_dir)
     run(cfg)

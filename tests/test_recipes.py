@@ -1,0 +1,41 @@
+"""The official recipes as the paper's scripts have them (microsoft/LoRA examples/NLU/*.sh)."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from lora_repro.config import compose_config
+from lora_repro.resolvers import rank_for_budget
+from lora_repro.training.trainer import training_arguments
+
+
+@pytest.mark.parametrize(("targets", "rank"), [(["q"], 8), (["q", "v"], 4), (["q", "k", "v", "o"], 2)])
+def test_the_papers_18m_budget_on_gpt3_gives_its_ranks(targets, rank):
+    # GPT-3 175B: 96 layers, hidden 12288; r=8 on one type costs 18.9M, which the paper calls 18M.
+    assert rank_for_budget(18_000_000, 8, 96, 12288, targets) == rank
+
+
+def job(*overrides: str):
+    cfg = compose_config(list(overrides))
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def test_deberta_runs_get_the_scripts_warmup_steps_and_classifier_dropout(tmp_path):
+    cfg = job("experiment=table2_deberta_xxl", "task=mnli")
+    assert (cfg.train.warmup_steps, cfg.model.config_overrides.cls_dropout) == (1000, 0.15)
+    args = training_arguments(cfg, tmp_path)
+    assert args.warmup_steps == 1000
+    mrpc = job("experiment=table2_deberta_xxl", "task=mrpc")  # the one DeBERTa script with a warm-up ratio
+    assert mrpc.train.warmup_steps is None and training_arguments(mrpc, tmp_path).warmup_steps == 0.1
+    roberta = job("experiment=table2_roberta_base", "task=rte")
+    assert training_arguments(roberta, tmp_path).warmup_steps == 0.06 and not roberta.model.config_overrides
+
+
+def test_dagger_adapter_rows_follow_the_official_adapter_scripts():
+    adapter = job("experiment=table2_roberta_large_houlsby", "task=mnli", "method=houlsby_m8")
+    assert (adapter.train.learning_rate, adapter.train.warmup_ratio, adapter.train.weight_decay) == (3e-4, 0.1, 0.0)
+    assert (adapter.train.epochs, adapter.train.batch_size) == (5, 256)
+    lora = job("experiment=table2_roberta_large_houlsby", "task=mnli", "method=lora_paper")
+    assert (lora.train.learning_rate, lora.train.batch_size, lora.train.init_from) == (3e-4, 32, None)
