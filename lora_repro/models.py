@@ -9,6 +9,7 @@ counted on the meta device with no download and no memory.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,8 @@ __all__ = ["PACKAGE_PREFIX", "build_model", "load_model", "load_tokenizer", "res
 
 PACKAGE_PREFIX = "package:"
 _TRUE = {"1", "ON", "YES", "TRUE"}
+
+log = logging.getLogger(__name__)
 
 
 def resolve_source(source: str) -> str:
@@ -90,10 +93,27 @@ def load_model(model_cfg: DictConfig, num_labels: int) -> PreTrainedModel:
     if model_cfg.pretrained is None:
         return build_model(model_cfg, num_labels, device="cpu")
     # Safetensors only: a checkpoint that is only a pickle (pytorch_model.bin) is refused, not unpickled.
-    return _from_pretrained(AutoModelForSequenceClassification.from_pretrained, model_cfg.pretrained,
-                            "model.pretrained", trust_remote_code=model_cfg.trust_remote_code, use_safetensors=True,
-                            **_label_kwargs(num_labels), **_offline_kwargs(adapter_lookup=True),
-                            **model_cfg.config_overrides)
+    # transformers' load report shouts about the new head on every run; it is expected, so it is said once,
+    # calmly, and only weights missing outside the head are reported as a problem.
+    report = logging.getLogger("transformers.modeling_utils")  # the logger its load report goes to
+    level = report.level
+    report.setLevel(logging.ERROR)
+    try:
+        model, info = _from_pretrained(
+            AutoModelForSequenceClassification.from_pretrained, model_cfg.pretrained, "model.pretrained",
+            trust_remote_code=model_cfg.trust_remote_code, use_safetensors=True, output_loading_info=True,
+            **_label_kwargs(num_labels), **_offline_kwargs(adapter_lookup=True), **model_cfg.config_overrides)
+    finally:
+        report.setLevel(level)
+    heads = tuple(model_cfg.head_modules)
+    outside = [k for k in info["missing_keys"] if not any(k == h or k.startswith(h + ".") for h in heads)]
+    if outside:
+        log.warning("%s lacks %d weights outside the head, initialized at random: %s", model_cfg.pretrained,
+                    len(outside), ", ".join(sorted(outside)[:5]))
+    elif info["missing_keys"]:
+        log.info("newly initialized for this task: %s (the head, %s, trains under every method)",
+                 ", ".join(sorted({k.rsplit(".", 1)[0] for k in info["missing_keys"]})), ", ".join(heads))
+    return model
 
 
 def build_model(model_cfg: DictConfig, num_labels: int, device: str = "meta") -> PreTrainedModel:

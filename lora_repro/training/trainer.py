@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from lora_repro.data.glue import GlueData
-from lora_repro.distributed import world_size
+from lora_repro.distributed import is_main_process, world_size
 from lora_repro.errors import UserError
 from lora_repro.methods import load_trainable_state_dict, trainable_state_dict
 from lora_repro.metrics import compute_metrics, predictions_from_logits
@@ -111,6 +111,7 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         # Batches of similar length waste little on padding: short tasks (CoLA, SST-2) cost what their tokens cost.
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         report_to=cfg.logger.report_to,
+        run_name=run_name(cfg),
         seed=cfg.seed,
         # A sequence-classification loss is a mean over examples already; averaging over tokens across
         # devices (the default) would multiply the loss, and so the clipped gradient, by the world size.
@@ -228,14 +229,25 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def configure_logger(logger_cfg: DictConfig, run_dir: Path) -> None:
-    """Point the Trainer's wandb integration at the run folder, offline unless asked otherwise.
+def run_name(cfg: DictConfig) -> str:
+    """The name a run has in W&B and TensorBoard: `<task>-<method>-s<seed>`."""
+    return f"{cfg.task.name}-{cfg.method.name}-s{cfg.seed}"
 
-    The Hugging Face integration reads its settings from environment variables only.
+
+def configure_logger(cfg: DictConfig, run_dir: Path) -> None:
+    """Start the W&B run (offline unless asked otherwise) in the run folder, named, with the whole config.
+
+    The Trainer's integration then logs into this run instead of starting an anonymous one.
     """
-    if logger_cfg.report_to == "wandb":
+    logger_cfg = cfg.logger
+    if logger_cfg.report_to == "wandb" and is_main_process():
+        import wandb
+
         os.environ.update(WANDB_MODE=str(logger_cfg.mode), WANDB_PROJECT=str(logger_cfg.project),
                           WANDB_DIR=str(run_dir))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        wandb.init(project=str(logger_cfg.project), name=run_name(cfg), dir=str(run_dir), mode=str(logger_cfg.mode),
+                   config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous")
 
 
 def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
@@ -243,7 +255,7 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
     """A Trainer for `model` on `data`, and the log that collects its evaluations."""
     log = EpochLog(data=data, metric_names=list(cfg.task.metrics), headline=cfg.task.headline_metric,
                    keep_best_weights=cfg.method.name != "full_ft" or cfg.train.save_full_model)
-    configure_logger(cfg.logger, output_dir)
+    configure_logger(cfg, output_dir)
     trainer = GlueTrainer(
         model=model,
         args=training_arguments(cfg, output_dir),
@@ -273,6 +285,10 @@ def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, outp
         log.restore(Path(checkpoint), model)
     output = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.accelerator.wait_for_everyone()
+    if cfg.logger.report_to == "wandb" and is_main_process():
+        import wandb
+
+        wandb.finish()  # flush the run's files now, not at interpreter exit
     if trainer.is_world_process_zero():
         for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
             shutil.rmtree(folder)  # the run is done: its record and artifacts hold what matters

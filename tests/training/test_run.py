@@ -155,6 +155,9 @@ def test_loggers_write_into_the_run_folder_and_need_no_account(tmp_path, glue_di
     logged = [p for p in (run_dir_for(cfg) / "logs").rglob("*") if p.is_file()]
     assert any("tfevents" in p.name for p in logged) if logger == "tensorboard" else any(
         p.suffix == ".wandb" for p in logged)
+    if logger == "wandb":  # a named run that carries the whole config, task and method included
+        written = b"".join(p.read_bytes() for p in logged if p.suffix == ".wandb")
+        assert b"rte-lora-s42" in written and b"headline_metric" in written
 
 
 def test_config_hash_ignores_paths_and_logger_but_not_hyperparameters(tmp_path, glue_dir):
