@@ -14,13 +14,15 @@ Every file is written to a temporary name and renamed into place, and `record.js
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -33,6 +35,7 @@ from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
 
 RECORD_FILE = "record.json"
+LOCK_FILE = ".lock"
 WEIGHTS_FILE = "trained_weights.safetensors"
 BEST_WEIGHTS_FILE = "trained_weights_best.safetensors"  # the best epoch's, when it is not the final one
 SCHEMA_VERSION = 1
@@ -98,12 +101,40 @@ def run_dir_for(cfg: DictConfig) -> Path:
     return Path(cfg.paths.runs_dir) / cfg.task.name / cfg.model.name / cfg.method.name / name
 
 
+@contextlib.contextmanager
+def claim(run_dir: Path) -> Iterator[bool]:
+    """Hold the run folder's lock while the block runs; yields False if another process holds it.
+
+    Two launches of one sweep then split its runs between them instead of training each twice, and a
+    record is never overwritten by a second process. Only the main process of a distributed launch
+    takes it (the others write nothing). The lock goes with the process, so a killed run leaves none.
+    """
+    if not is_main_process():
+        yield True
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Let `write(tmp_path)` produce a file (e.g. a safetensors save), then rename it onto `path`."""
+    """Let `write(tmp_path)` produce a file (e.g. a safetensors save), then rename it onto `path`.
+
+    The temporary name is unique and removed on failure; the file gets the usual permissions
+    (0666 less the umask), whatever the writer used.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -32,6 +32,7 @@ from lora_repro.results.record import (
     WEIGHTS_FILE,
     RunRecord,
     atomic_write,
+    claim,
     completed_value,
     run_dir_for,
 )
@@ -159,10 +160,17 @@ def run(cfg: DictConfig) -> float:
         log.info("skipping %s: already completed with this config", run_dir_for(cfg))
         return done
     tokenizer, data, model = build(cfg)
-    record = RunRecord.start(cfg, device_name()) if is_main_process() else None
-    try:
-        return train_and_record(cfg, record, tokenizer, data, model)
-    except BaseException as err:  # includes KeyboardInterrupt: the record must not stay `running`
-        if record is not None:
-            record.finish(FAILED, {"error": f"{type(err).__name__}: {err}"}, {})
-        raise
+    with claim(run_dir_for(cfg)) as mine:
+        if not mine:  # another process (a second copy of the sweep) is training this very run
+            log.info("skipping %s: another process is running it", run_dir_for(cfg))
+            return float("nan")
+        done = completed_value(cfg)  # it may have finished while this process was building
+        if done is not None:
+            return done
+        record = RunRecord.start(cfg, device_name()) if is_main_process() else None
+        try:
+            return train_and_record(cfg, record, tokenizer, data, model)
+        except BaseException as err:  # includes KeyboardInterrupt: the record must not stay `running`
+            if record is not None:
+                record.finish(FAILED, {"error": f"{type(err).__name__}: {err}"}, {})
+            raise
