@@ -24,6 +24,17 @@ BAD_SETTINGS = [
     (["train.max_seq_length=4096"], "max_seq_length=4096"),
     (["train.precision=fp16"], "needs a CUDA GPU"),
     (["data.max_train_samples=0"], "max_train_samples"),
+    (["train.epochs=0"], "train.epochs must be >= 1, got 0"),
+    (["train.epochs=-1"], "train.epochs must be >= 1"),
+    (["train.epochs=1.5"], "train.epochs must be a whole number"),
+    (["train.learning_rate=-1"], "train.learning_rate must be > 0"),
+    (["train.learning_rate=abc"], "train.learning_rate must be a number, got 'abc'"),
+    (["train.eval_batch_size=0"], "train.eval_batch_size must be >= 1"),
+    (["train.warmup_ratio=-1"], "train.warmup_ratio must be >= 0"),
+    (["train.warmup_ratio=2"], "and <= 1"),
+    (["train.num_threads=-1"], "train.num_threads must be >= 1"),
+    (["train.weight_decay=x"], "train.weight_decay must be a number"),
+    (["seed=abc"], "seed must be a whole number, got 'abc'"),
 ]
 
 

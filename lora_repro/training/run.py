@@ -22,6 +22,7 @@ from transformers import set_seed
 
 from lora_repro.data.glue import GlueData, build_datasets
 from lora_repro.distributed import is_main_process
+from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
@@ -49,8 +50,37 @@ from lora_repro.training.trainer import (
 log = logging.getLogger(__name__)
 
 
+# The `train:` settings that are numbers: (kind, lower bound, upper bound or None, may it be null);
+# a lower bound given as a float is exclusive for the learning rate only ("> 0"), inclusive elsewhere.
+TRAIN_NUMBERS = {
+    "learning_rate": (float, 0.0, None, False), "batch_size": (int, 1, None, False),
+    "per_device_batch_size": (int, 1, None, True), "eval_batch_size": (int, 1, None, False),
+    "epochs": (int, 1, None, False), "warmup_ratio": (float, 0.0, 1.0, True), "warmup_steps": (int, 0, None, True),
+    "weight_decay": (float, 0.0, None, False), "max_grad_norm": (float, 0.0, None, False),
+    "num_threads": (int, 1, None, True),
+}
+EXCLUSIVE_LOW = {"train.learning_rate"}
+
+
+def check_number(name: str, value: object, kind: type, low: float, high: float | None, nullable: bool) -> None:
+    """Raise a `UserError` unless `value` is a `kind` (an int counts as a float) within its bounds."""
+    if value is None and nullable:
+        return
+    accepted = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        what = "a whole number" if kind is int else "a number"
+        raise UserError(f"{name} must be {what}{' or null' if nullable else ''}, got {value!r}")
+    exclusive = name in EXCLUSIVE_LOW
+    if value < low or (exclusive and value == low) or (high is not None and value > high):
+        bounds = (f"> {low}" if exclusive else f">= {low}") + (f" and <= {high}" if high is not None else "")
+        raise UserError(f"{name} must be {bounds}, got {value!r}")
+
+
 def check_settings(cfg: DictConfig) -> None:
-    """Fail fast on settings that need no data or model to judge."""
+    """Fail fast on settings that need no data or model to judge (before anything is loaded or written)."""
+    for key, rule in TRAIN_NUMBERS.items():
+        check_number(f"train.{key}", cfg.train[key], *rule)
+    check_number("seed", cfg.seed, int, 0, None, False)
     check_method_config(cfg.method)
     precision_flags(cfg.train.precision)
     batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
