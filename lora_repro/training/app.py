@@ -6,17 +6,23 @@ users expect. Bad input ends with one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lora_repro.config import CONF_DIR
 from lora_repro.errors import EXIT_USER_ERROR, UserError
 from lora_repro.results.record import completed_value, run_dir_for
+from lora_repro.training.sweep_summary import FAILED_SWEEPS, write_outcome
 
 _job_started = False
+log = logging.getLogger(__name__)
 
 
 def join_submitit_tasks() -> None:
@@ -43,25 +49,40 @@ def train(cfg: DictConfig) -> float:
     global _job_started
     _job_started = True
     join_submitit_tasks()
-    done = completed_value(cfg)
-    if done is not None:  # resume without paying for torch/transformers imports
-        print(f"skipping {run_dir_for(cfg)}: already completed with this config")
-        return done
-    from lora_repro.training.run import run  # heavy imports only for a run that trains
-
+    # In a sweep a failing run is recorded and reported at the end, and the other runs go on.
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return run(cfg)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        done = completed_value(cfg)
+        if done is not None:  # resume without paying for torch/transformers imports
+            print(f"skipping {run_dir_for(cfg)}: already completed with this config")
+            if sweep:
+                write_outcome("skipped")
+            return done
+        from lora_repro.training.run import run  # heavy imports only for a run that trains
+
+        value = run(cfg)
+    except Exception as err:
+        if sweep:
+            log.error("run failed: %s: %s", type(err).__name__, err)
+            write_outcome("failed", f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err))
+            return math.nan
+        if isinstance(err, UserError):
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        raise
+    if sweep:
+        write_outcome("skipped" if math.isnan(value) else "trained")
+    return value
 
 
 def main() -> None:
     """Console entry point; Hydra's own composition errors (bad overrides) also exit with 2."""
     try:
         train()
+        if FAILED_SWEEPS:
+            sys.exit(1)
     except SystemExit as exit_:
-        if exit_.code == 1 and not _job_started:  # Hydra failed to compose the config: bad input
+        if exit_.code == 1 and not _job_started and not FAILED_SWEEPS:  # Hydra could not compose: bad input
             sys.exit(EXIT_USER_ERROR)
         raise
 

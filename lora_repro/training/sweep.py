@@ -29,14 +29,18 @@ from lora_repro.results.record import read_record, reusable_run, run_dir_for
 log = logging.getLogger(__name__)
 
 
+def sweep_jobs(params: dict, overrides: list[str]) -> list[list[str]]:
+    """Every job's override list, from the sweeper's `params` and the command line's overrides."""
+    swept = [f"{key}={value}" for key, value in params.items()] + list(overrides)
+    return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(swept), max_batch_size=None)[0]
+
+
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
     """Every job's override list, in the order Hydra's basic sweeper launches them."""
     parser = OverridesParser.create()
     fixed = [o for o, p in zip(overrides, parser.parse_overrides(overrides), strict=True) if not p.is_sweep_override()]
     base = compose_config(fixed, hydra=True)
-    params = base.hydra.sweeper.get("params") or {}
-    swept = [f"{key}={value}" for key, value in params.items()] + overrides
-    return BasicSweeper.split_arguments(parser.parse_overrides(swept), max_batch_size=None)[0]
+    return sweep_jobs(base.hydra.sweeper.get("params") or {}, overrides)
 
 
 def compose_jobs(jobs: list[list[str]]) -> list[DictConfig]:

@@ -79,3 +79,17 @@ def test_the_tasks_of_one_submitit_job_are_one_distributed_run(tmp_path, glue_di
     assert len(done) == 1
     batch = json.loads(done[0].read_text())["train_info"]["batch"]
     assert batch == {"processes": 2, "per_device": 4, "accumulation": 1, "global": 8}
+
+
+def test_a_failing_run_does_not_stop_the_sweep_and_the_summary_names_it(tmp_path, glue_dir):
+    # Two tasks: QQP's files are removed, so its run fails; RTE's still runs. Exit status 1, and a summary.
+    import shutil
+
+    shutil.rmtree(glue_dir / "QQP")
+    result = launch(["task=qqp,rte", "seed=0"], tmp_path, glue_dir)
+    assert result.returncode == 1, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert "run 1 of 2" in out and "run 2 of 2" in out
+    assert "sweep done: 1 trained, 0 skipped (already done or running elsewhere), 1 failed" in out
+    assert "failed: task=qqp" in out and "GLUE data for task 'qqp' not found" in out
+    assert len(records(tmp_path)) == 1
