@@ -94,3 +94,11 @@ def test_a_failing_run_does_not_stop_the_sweep_and_the_summary_names_it(tmp_path
     assert "sweep done: 1 trained, 0 skipped (already done or running elsewhere), 1 failed" in out
     assert re.search(r"  failed: .*task=qqp.*: GLUE data for task 'qqp' not found", out)
     assert len(records(tmp_path)) == 1
+
+
+def test_gpu_hours_follow_the_stated_assumption():
+    from lora_repro.training.sweep import gpu_hours
+
+    # 1 PFLOP at 40% of an A100's 312 TFLOP/s: 1e15 / 124.8e12 s = 8.01 s.
+    assert gpu_hours(1.0)["A100"] * 3600 == pytest.approx(1e15 / (312e12 * 0.4))
+    assert gpu_hours(1.0)["H100"] < gpu_hours(1.0)["A100"]
