@@ -84,7 +84,9 @@ def rank_figure(cells: pd.DataFrame) -> Figure:
         ranks = sorted(set(group["r"]))
         ax.set_xscale("log", base=2)
         ax.set_xticks(ranks, [str(r) for r in ranks])
-        ax.set(title=f"{model}, {task_name(task)}", xlabel="rank r", ylabel="score (x100)")
+        metric = ",".join(sorted(set(group["metric"].dropna()))).partition("/")[2] or "score"
+        ax.set(title=f"{model}, {task_name(task)}", xlabel="rank r",
+               ylabel=f"dev {metric} (x100), median ± std over seeds")
         ax.legend(fontsize=7)
         ax.set_xlim(min(ranks) / math.sqrt(2), max(ranks) * math.sqrt(2))
     if not groups:
