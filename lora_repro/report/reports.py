@@ -197,10 +197,15 @@ def lr_search_report(records: pd.DataFrame) -> Report:
                                                                       strict=True)]
     shown["In the mini"] = ["✓" if used else "" for used in in_use]
     differs = sorted({r.label for r, used in zip(table.itertuples(), in_use, strict=True) if r.winner and not used})
+    from lora_repro.training.sweep import expand_sweep  # the search as conf/experiment/mini_lr.yaml declares it
+
+    planned, completed = len(expand_sweep(["experiment=mini_lr"])), int((records["status"] == COMPLETED).sum())
     notes = [f"Best-epoch dev metric of one run (seed 0), x100; {metric_note(records)[len('Metric per task: '):]}",
              "Best = the rate with the highest mean over the tasks, per method. In the mini = the rate "
              "conf/experiment/_mini_protocol.yaml gives the method (mini.learning_rate). A best rate at the edge "
              "of its grid means a wider grid could do better.",
+             f"The search is not finished: {completed} of its {planned} runs are completed, so the best rates above "
+             "are provisional." if completed < planned else
              f"The mini does not use the best rate for: {', '.join(differs)}." if differs else
              "The mini uses the best rate of every method.", not_results_note(records)]
     return Report("lr_search", "The mini's learning-rate search (experiment=mini_lr)",

@@ -19,8 +19,10 @@ REPORTS = {"mini": ("results/mini", ["results/mini/runs", "results/mini/ranks/ru
 @pytest.mark.parametrize("name", list(REPORTS))
 def test_the_committed_report_is_rebuilt_exactly_from_the_committed_records(name, tmp_path, monkeypatch):
     out, run_folders = REPORTS[name]
-    present = [folder for folder in run_folders if (ROOT / folder).is_dir()]
-    assert present, f"no committed records in {run_folders}"
+    present = [folder for folder in run_folders if list((ROOT / folder).rglob("record.json"))]
+    if not present:  # a sweep that has not committed a finished run yet has no report to check
+        assert not (ROOT / out / f"{name}.md").exists(), f"{out}/{name}.md has no committed records behind it"
+        pytest.skip(f"no committed records in {run_folders} yet")
     for folder in present:  # a fresh copy: the same relative paths, nothing but what is committed
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("*.safetensors", "logs"))
     monkeypatch.chdir(tmp_path)
@@ -36,4 +38,7 @@ def test_the_committed_report_is_rebuilt_exactly_from_the_committed_records(name
 
 
 def test_the_mini_trains_with_the_rates_its_search_chose():
-    assert "The mini uses the best rate of every method." in (MINI / "lr_search" / "lr_search.md").read_text()
+    report = (MINI / "lr_search" / "lr_search.md").read_text()
+    if "The search is not finished" in report:
+        pytest.skip("the learning-rate search is not finished; its best rates are provisional")
+    assert "The mini uses the best rate of every method." in report
