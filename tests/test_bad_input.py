@@ -81,6 +81,7 @@ def cli(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProc
     (["train", "-m", "task=rte,nope"], "unknown task 'nope'"),
     (["train", "method.rank=4"], "rank"),
     (["train", "model=tiny_bert", "task=rte", "method.r=-4"], "lora rank r must be > 0, got -4"),
+    (["train", "model=tiny_bert", "task=rte", "train.epochs=0"], "train.epochs must be >= 1, got 0"),
     (["frobnicate"], "unknown command 'frobnicate'"),
 ])
 def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message):
@@ -89,6 +90,7 @@ def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert runs_written(tmp_path) == []
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and "glue_data" not in p.parts] == []  # no log folder
 
 
 def test_hub_model_without_network_is_a_clear_error(tmp_path, glue_dir):

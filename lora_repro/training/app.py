@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -43,6 +45,18 @@ def join_submitit_tasks() -> None:
         TorchDistributedEnvironment().export(set_cuda_visible_devices=torch.cuda.is_available())
 
 
+def discard_hydra_output() -> None:
+    """Remove the log folder Hydra made for a run that bad input stopped: bad input leaves nothing behind."""
+    output = Path(HydraConfig.get().runtime.output_dir)
+    logging.shutdown()  # close the job's log file before its folder goes
+    shutil.rmtree(output, ignore_errors=True)
+    for parent in output.parents:  # the date folder, experiments/logs, experiments/ itself, if now empty
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def train(cfg: DictConfig) -> float:
     """Run one fine-tuning job; returns the headline dev metric for sweepers."""
@@ -67,6 +81,7 @@ def train(cfg: DictConfig) -> float:
             write_outcome("failed", f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err))
             return math.nan
         if isinstance(err, UserError):
+            discard_hydra_output()
             print(f"error: {err}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         raise
