@@ -12,6 +12,7 @@ import pandas as pd
 
 from lora_repro.config import compose_config
 from lora_repro.errors import UserError
+from lora_repro.paper import RECIPE_DIFFERENCES
 from lora_repro.report.cells import MISSING
 from lora_repro.report.claims import (
     RANK_CLAIMS,
@@ -70,6 +71,9 @@ def table2_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int
     sections, tidy, _ = table2_sections(records, tasks, seeds, paper_models)
     if paper_models:
         sections += params_report(paper_models).sections
+        differences = [f"{model}: {text}" for model in paper_models for text in RECIPE_DIFFERENCES.get(model, [])]
+        if differences:
+            sections.append(Section("Where these runs differ from the official scripts", None, differences))
     figures = {"table2_avg_vs_params": params_figure(tidy[tidy["task"] == AVG])}
     return Report("table2", "Table 2: GLUE dev results by method", sections, tidy, figures)
 
