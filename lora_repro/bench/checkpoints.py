@@ -33,5 +33,5 @@ def checkpoint_sizes(trainees: list[Trainee]) -> dict[str, int]:
             if cfg.method.name == FULL_MODEL:
                 cfg.train.save_full_model = True
             run_dir = Path(scratch) / trainee.name
-            sizes[trainee.name] = (run_dir / save_weights(run_dir, trainee.model, cfg)).stat().st_size
+            sizes[trainee.name] = (run_dir / save_weights(run_dir, trainee.model, cfg)["weights"]).stat().st_size
     return sizes

@@ -15,7 +15,8 @@ PAPER_DIR = Path(__file__).resolve().parent
 @cache
 def official_hparams() -> pd.DataFrame:
     """microsoft/LoRA's per-task script flags, indexed by (model, task)."""
-    return pd.read_csv(PAPER_DIR / "official_lora_glue_hparams.csv").set_index(["model", "task"])
+    return pd.read_csv(PAPER_DIR / "official_lora_glue_hparams.csv",
+                       dtype={"warmup_steps": "Int64"}).set_index(["model", "task"])
 
 
 @cache

@@ -3,7 +3,8 @@
 Run identities changed once (version 2: numbers compared as numbers, LoRA weight sets as sets, settings
 that do not change the result left out, the data files' checksums in). A record's resolved config is
 all it takes to recompute its identity; its folder is renamed to match, so that sweeps skip it again.
-The data checksums are those of the files GLUE_DIR (or the record's data.glue_dir) points at now.
+The data checksums are those of the files in the record's data.glue_dir, or in GLUE_DIR when that
+folder is not on this machine.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def migrate_run(run_dir: Path) -> Path:
     """
     record = read_record(run_dir)
     cfg = OmegaConf.create(record["run_info"]["config"])
-    if os.environ.get("GLUE_DIR") and cfg.data.glue_dir:  # the data as it is found on this machine now
+    stored = cfg.data.glue_dir
+    if stored and not Path(stored).is_dir() and os.environ.get("GLUE_DIR"):  # recorded elsewhere: the data here
         with open_dict(cfg):
             cfg.data.glue_dir = os.environ["GLUE_DIR"]
     new_hash = config_hash(cfg)

@@ -129,8 +129,8 @@ def write_predictions(run_dir: Path, data: GlueData, epoch_log: EpochLog, epoch:
     return files
 
 
-def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig, best: dict[str, torch.Tensor] | None
-                 ) -> dict[str, str]:
+def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig,
+                 best: dict[str, torch.Tensor] | None = None) -> dict[str, str]:
     """Save what the method trained (safetensors), at the final and, if it differs, the best epoch.
 
     The whole model is saved only if asked for full_ft (train.save_full_model=true).
