@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from lora_repro.errors import UserError
+from lora_repro.methods import in_head
 
 __all__ = ["PACKAGE_PREFIX", "build_model", "load_model", "load_tokenizer", "resolve_source"]
 
@@ -106,7 +107,7 @@ def load_model(model_cfg: DictConfig, num_labels: int) -> PreTrainedModel:
     finally:
         report.setLevel(level)
     heads = tuple(model_cfg.head_modules)
-    outside = [k for k in info["missing_keys"] if not any(k == h or k.startswith(h + ".") for h in heads)]
+    outside = [k for k in info["missing_keys"] if not in_head(k, heads)]
     if outside:
         log.warning("%s lacks %d weights outside the head, initialized at random: %s", model_cfg.pretrained,
                     len(outside), ", ".join(sorted(outside)[:5]))

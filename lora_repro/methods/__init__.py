@@ -35,6 +35,7 @@ __all__ = [
     "apply_method",
     "check_int",
     "count_parameters",
+    "in_head",
     "load_trainable_state_dict",
     "method_names",
     "register",
@@ -160,7 +161,7 @@ def count_parameters(model: nn.Module, method_cfg: DictConfig) -> ParamCounts:
         if param.requires_grad:
             trainable += param.numel()
             # The paper counts what the method adds or unfreezes; the head trains under every method.
-            if owns(name) and not _in_head(name, heads):
+            if owns(name) and not in_head(name, heads):
                 method += param.numel()
     return ParamCounts(method=method, trainable=trainable, total=total)
 
@@ -184,8 +185,8 @@ def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor], 
     """
     inner = _inner(model)
     heads = getattr(inner, HEAD_ATTR, ()) if skip_head else ()
-    params = {name: p for name, p in inner.named_parameters() if p.requires_grad and not _in_head(name, heads)}
-    state = {name: t for name, t in state.items() if not _in_head(name, heads)}
+    params = {name: p for name, p in inner.named_parameters() if p.requires_grad and not in_head(name, heads)}
+    state = {name: t for name, t in state.items() if not in_head(name, heads)}
     missing, unexpected = sorted(params.keys() - state.keys()), sorted(state.keys() - params.keys())
     if missing or unexpected:
         raise UserError(f"saved parameters do not fit this model and method: missing {missing[:5]} "
@@ -248,7 +249,7 @@ def _inner(model: nn.Module) -> nn.Module:
 def _unfreeze_head(inner: nn.Module, heads: tuple[str, ...]) -> None:
     """Unfreeze every parameter under the head prefixes, and remember them for counting."""
     for head in heads:
-        params = [p for name, p in inner.named_parameters() if _in_head(name, (head,))]
+        params = [p for name, p in inner.named_parameters() if in_head(name, (head,))]
         if not params:
             raise UserError(f"model.head_modules entry {head!r} matches no parameter of this model; "
                             f"list the module-name prefixes of its classification head (e.g. classifier)")
@@ -257,7 +258,8 @@ def _unfreeze_head(inner: nn.Module, heads: tuple[str, ...]) -> None:
     setattr(inner, HEAD_ATTR, heads)
 
 
-def _in_head(name: str, heads: tuple[str, ...]) -> bool:
+def in_head(name: str, heads: tuple[str, ...]) -> bool:
+    """True if parameter or key `name` lies under one of the head's module prefixes."""
     return any(name == h or name.startswith(h + ".") for h in heads)
 
 
