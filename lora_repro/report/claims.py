@@ -85,11 +85,16 @@ def headline(records: pd.DataFrame) -> dict[str, str]:
     return {task: m[0].partition("/")[2] for task, m in names.items()}
 
 
-def dev_labels(runs: pd.DataFrame) -> np.ndarray:
+def task_predictions(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each run's dev predictions (read once), keyed by file."""
+    return {file: load_predictions(file) for file in runs["predictions"]}
+
+
+def dev_labels(predictions: dict[str, pd.DataFrame]) -> np.ndarray:
     """The dev labels of one task, checked to be the same (same rows, same order) in every run."""
     labels = None
-    for file in runs["predictions"]:
-        these = load_predictions(file)["label"].to_numpy()
+    for file, frame in predictions.items():
+        these = frame["label"].to_numpy()
         if labels is not None and not np.array_equal(labels, these):
             raise UserError(f"{file} holds other dev rows than the task's other runs; the runs do not share a "
                             "dev set and cannot be compared example by example")
@@ -110,7 +115,7 @@ def trivial_baseline(records: pd.DataFrame) -> pd.DataFrame:
     done = records[(records["status"] == COMPLETED) & records["predictions"].notna()]
     rows = []
     for task, metric in headline(done).items():
-        labels = dev_labels(done[done["task"] == task])
+        labels = dev_labels(task_predictions(done[done["task"] == task]))
         regression = labels.dtype.kind == "f" and not np.all(labels == labels.round())
         constant = np.full_like(labels, labels.mean() if regression else np.bincount(labels).argmax())
         rows.append({"task": task, "metric": metric, "value": compute_metrics([metric], constant, labels)[metric]})
@@ -134,12 +139,13 @@ def bootstrap_cells(records: pd.DataFrame, resamples: int = RESAMPLES, seed: int
     rows = []
     for task in order_tasks(records["task"]):
         runs = records[records["task"] == task]
-        labels = dev_labels(runs)
+        predictions = task_predictions(runs)
+        labels = dev_labels(predictions)
         examples = rng.integers(0, len(labels), size=(resamples, len(labels)))
         metric: Callable = BATCHED_METRICS[metrics[task]]
         for key, cell in runs.groupby(CELL_KEY, sort=True):
             # One value per seed on every resample of the dev set, then the seeds themselves resampled.
-            per_seed = np.stack([metric(load_predictions(f)["prediction"].to_numpy()[examples], labels[examples])
+            per_seed = np.stack([metric(predictions[f]["prediction"].to_numpy()[examples], labels[examples])
                                  for f in cell.sort_values("seed")["predictions"]], axis=1)
             picked = rng.integers(0, per_seed.shape[1], size=per_seed.shape)
             rows.append({CELL_KEY: key, "task": task, "value": float(np.median(cell["best"].astype(float))),
