@@ -1,8 +1,9 @@
 """Fine-tuning methods: one registry, one way to apply, count and save them.
 
-Each method is a small module (`full_ft`, `bitfit`, `adapter`, `lora`) with a validated config dataclass, an
-`apply(model, cfg, model_cfg)` function and a predicate naming its own parameters. This package does the
-parts every method shares, so they live in one place:
+Each method is a small module (`full_ft`, `bitfit`, `adapter`, `lora` with its variants `dora`, `rslora` and
+`pissa`, `vera`, `ia3`) with a validated config dataclass, an `apply(model, cfg, model_cfg)` function and a
+predicate naming its own parameters. This package does the parts every method shares, so they live in one
+place:
 
 * `apply_method` freezes the backbone, lets the method add or unfreeze its parameters, then unfreezes the
   classification head named by `model_cfg.head_modules` (module-name prefixes, never architecture if-chains).
@@ -264,4 +265,4 @@ def in_head(name: str, heads: tuple[str, ...]) -> bool:
 
 
 # Importing the method modules registers them; they import `register` from here, hence the late import.
-from lora_repro.methods import adapter, bitfit, full_ft, lora  # noqa: E402, F401, I001
+from lora_repro.methods import adapter, bitfit, full_ft, ia3, lora, vera  # noqa: E402, F401, I001

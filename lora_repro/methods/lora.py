@@ -1,12 +1,18 @@
-"""LoRA (Hu et al., 2021) through PEFT: W x + (alpha / r) · B A x on the chosen attention weights.
+"""LoRA (Hu et al., 2021) through PEFT: W x + (alpha / r) · B A x on the chosen weights; and the successors
+that PEFT implements as LoRA options, registered as methods of their own with the same config:
 
-Targets are the paper's names (q, k, v, o), mapped to this architecture's module names by
-`model_cfg.lora_targets`. Each target is checked against the model before PEFT sees it, because PEFT
-silently skips a target name that matches nothing as long as another one matches. PEFT's
+* `dora` (Liu et al., 2024): W' = m · (W + s·B A) / ‖W + s·B A‖_c, a learned magnitude per output column
+  (`lora_magnitude_vector`, counted as the method's) beside LoRA on the direction.
+* `rslora` (Kalajdzievski, 2023): the scale is alpha / sqrt(r) instead of alpha / r.
+* `pissa` (Meng et al., 2024): A and B start as W's top-r singular directions and W keeps the rest, frozen;
+  the start is still exactly W, and the rebuilt model redoes the (deterministic) SVD, so saving A and B is
+  enough.
+
+Targets are the paper's weight names (q, k, v, o, ffn), resolved by `methods.targets`. PEFT's
 `task_type`/`modules_to_save` are not used: they would copy the head and inflate the counts; the head is
 unfrozen by name by `apply_method`, as for every method.
 
-The method's count is lora_A + lora_B: layers x targets x r x (d_in + d_out).
+The method's count is lora_A + lora_B: layers x targets x r x (d_in + d_out) (+ d_out per layer for DoRA).
 
 Speed (see README.md, "Cost benchmarks"): while training, PEFT's unmerged path costs a skinny matmul pair,
 a scale and an add over the whole activation per adapted layer, forward and backward. `FusedLoraLinear`
@@ -18,6 +24,8 @@ else, inference included, goes through PEFT's own forward.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +37,18 @@ from torch import nn
 
 from lora_repro.errors import UserError
 from lora_repro.methods import check_int, register
+from lora_repro.methods.targets import linear_layers
+
+__all__ = ["FAMILY", "LoraConfig", "FusedLoraLinear", "owns", "restore_peft_forward"]
 
 PREFIX = "lora_"
+# Method name -> the PEFT LoraConfig options that make it that method.
+FAMILY: dict[str, dict[str, Any]] = {
+    "lora": {},
+    "dora": {"use_dora": True},
+    "rslora": {"use_rslora": True},
+    "pissa": {"init_lora_weights": "pissa"},
+}
 
 
 @dataclass(frozen=True)
@@ -57,18 +75,20 @@ class LoraConfig:
 
 
 def owns(name: str) -> bool:
-    """True for LoRA's own parameters (PEFT names them lora_A / lora_B)."""
+    """True for the parameters of LoRA and its variants (PEFT names them lora_A, lora_B, lora_magnitude_vector)."""
     return PREFIX in name
 
 
-@register("lora", config=LoraConfig, owns=owns)
-def apply(model: nn.Module, cfg: LoraConfig, model_cfg: DictConfig) -> nn.Module:
-    """Wrap the model with PEFT LoRA on the configured targets.
+def apply(model: nn.Module, cfg: LoraConfig, model_cfg: DictConfig, *, method: str,
+          peft_options: dict[str, Any]) -> nn.Module:
+    """Wrap the model with PEFT LoRA (as `method`, with its `FAMILY` options) on the configured targets.
 
     Args:
-        model: the model, already frozen by `apply_method`.
+        model: the model, already frozen by `apply_method` (with its real weights, for PiSSA's SVD).
         cfg: the validated LoRA config.
-        model_cfg: the model config: `lora_targets` maps q/k/v/o to module-name suffixes.
+        model_cfg: the model config: where the paper's weight names are in this architecture.
+        method: the method's name (lora, dora, rslora or pissa), for the messages.
+        peft_options: its extra `peft.LoraConfig` options.
 
     Returns:
         PEFT's `PeftModel` around `model` (into which the LoRA layers are injected in place).
@@ -77,11 +97,19 @@ def apply(model: nn.Module, cfg: LoraConfig, model_cfg: DictConfig) -> nn.Module
         UserError: an unknown target, a target that matches no linear layer, or a rank larger than a
             targeted layer allows.
     """
-    suffixes = [_suffix(target, model_cfg.lora_targets) for target in cfg.targets]
-    for target, suffix in zip(cfg.targets, suffixes, strict=True):
-        _check_rank(model, target, suffix, cfg.r)
+    layers = {}
+    for target in cfg.targets:
+        found = linear_layers(model, method, target, model_cfg)
+        for name, module in found.items():
+            bound = min(module.in_features, module.out_features)
+            if cfg.r > bound:
+                raise UserError(f"{method} rank r={cfg.r} is larger than layer {name} allows "
+                                f"({module.in_features} -> {module.out_features}): r must be <= {bound}")
+        layers.update(found)
+    if any(module.weight.is_meta for module in layers.values()):
+        peft_options = {**peft_options, "init_lora_weights": True}  # PiSSA's SVD needs weights; meta is counted only
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                              target_modules=suffixes, bias="none")
+                              target_modules=sorted(layers), bias="none", **peft_options)
     peft_model = get_peft_model(model, peft_cfg)
     for module in peft_model.modules():
         if type(module) is PeftLoraLinear:
@@ -156,24 +184,5 @@ def _autocast_on(device_type: str) -> bool:
         return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
-def _suffix(target: str, lora_targets: DictConfig) -> str:
-    if target not in lora_targets:
-        raise UserError(f"lora target {target!r} not in {{{', '.join(lora_targets)}}} (model.lora_targets)")
-    return lora_targets[target]
-
-
-def _check_rank(model: nn.Module, target: str, suffix: str, r: int) -> None:
-    """Check that `suffix` matches Linear layers (whole name or dotted suffix, as PEFT matches) that fit r."""
-    layers = [(name, module) for name, module in model.named_modules()
-              if name == suffix or name.endswith("." + suffix)]
-    if not layers:
-        raise UserError(f"lora target {target!r} ({suffix!r}) matches no module of this model; "
-                        f"fix model.lora_targets.{target}")
-    for name, module in layers:
-        if not isinstance(module, nn.Linear):
-            raise UserError(f"lora target {target!r} matches {name}, a {type(module).__name__}, "
-                            f"not a Linear layer; fix model.lora_targets.{target}")
-        bound = min(module.in_features, module.out_features)
-        if r > bound:
-            raise UserError(f"lora rank r={r} is larger than layer {name} allows "
-                            f"({module.in_features} -> {module.out_features}): r must be <= {bound}")
+for _method, _options in FAMILY.items():
+    register(_method, config=LoraConfig, owns=owns)(partial(apply, method=_method, peft_options=_options))

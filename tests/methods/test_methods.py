@@ -48,6 +48,12 @@ def lora_formula(r: int, targets: int) -> Callable[[DictConfig, nn.Module], int]
                                  * 2 * model_cfg.shape.hidden_size)
 
 
+def vector_formula(per_layer: Callable[[int, int], int]) -> Callable[[DictConfig, nn.Module], int]:
+    """Layers x per_layer(hidden, ffn): the per-layer vectors of DoRA's magnitudes, VeRA and (IA)^3."""
+    return lambda model_cfg, _: model_cfg.shape.num_hidden_layers * per_layer(
+        model_cfg.shape.hidden_size, model_cfg.shape.intermediate_size)
+
+
 def adapter_formula(sites: int, m: int, dropped: int = 0) -> Callable[[DictConfig, nn.Module], int]:
     """Adapted layers x sites x (2·d·m + m + d), the paper's formula."""
     def count(model_cfg: DictConfig, _: nn.Module) -> int:
@@ -75,6 +81,14 @@ CASES = [
     Case("lora_qv", ("method=lora", "method.r=4"), lora_formula(r=4, targets=2)),
     Case("lora_qkvo_dropout", ("method=lora", "method.r=2", "method.targets=[q,k,v,o]", "method.dropout=0.1"),
          lora_formula(r=2, targets=4)),
+    Case("dora", ("method=dora", "method.r=4"),
+         lambda cfg, m: lora_formula(4, 2)(cfg, m) + vector_formula(lambda d, f: 2 * d)(cfg, m)),
+    Case("rslora", ("method=rslora", "method.r=4"), lora_formula(r=4, targets=2)),
+    Case("pissa", ("method=pissa", "method.r=4"), lora_formula(r=4, targets=2)),
+    Case("vera", ("method=vera", "method.r=16"), vector_formula(lambda d, f: 2 * (16 + d))),
+    Case("vera_ffn", ("method=vera", "method.r=8", "method.targets=[v,ffn]"),
+         vector_formula(lambda d, f: 8 + d + 8 + d)),
+    Case("ia3", ("method=ia3",), vector_formula(lambda d, f: 2 * d + f)),
 ]
 
 
@@ -157,7 +171,14 @@ BAD_OPTIONS = [
     (("method=lora", "method.alpha=0"), "lora alpha must be a number > 0, got 0"),
     (("method=lora", "method.dropout=1.0"), "lora dropout must be in [0, 1), got 1.0"),
     (("method=lora", "method.targets=[]"), "lora targets must be a non-empty list"),
-    (("method=lora", "method.targets=[q,x]"), "lora target 'x' not in {q, k, v, o}"),
+    (("method=lora", "method.targets=[q,x]"), "lora target 'x' not in {q, k, v, o, ffn}"),
+    (("method=dora", "method.targets=[q,x]"), "dora target 'x' not in {q, k, v, o, ffn}"),
+    (("method=pissa", "method.r=33"), "pissa rank r=33 is larger than layer"),
+    (("method=vera", "method.r=0"), "vera rank r must be > 0, got 0"),
+    (("method=vera", "method.d_initial=0"), "vera d_initial must be a number > 0"),
+    (("method=vera", "method.targets=[q,q]"), "vera targets must be a list of distinct weights"),
+    (("method=ia3", "method.targets=[]"), "ia3 targets must be a list of distinct weights"),
+    (("method=ia3", "method.targets=[k,mlp]"), "ia3 target 'mlp' not in {q, k, v, o, ffn}"),
     (("method=lora", "method.targets=[q,v,q]"), "lora targets repeat ['q']"),
     (("method=lora", "+method.rank=4"), "unknown options ['rank']"),
     (("method=bitfit", "+method.r=8"), "unknown options ['r']"),
@@ -183,6 +204,7 @@ BAD_MODEL_FIELDS = [
     (("method=lora",), "lora_targets.q", "attention.self.nope", "'attention.self.nope') matches no module"),
     (("method=lora",), "lora_targets.q", "attention.self", "not a Linear layer"),
     (ADAPTER, "adapter_sites.ffn", r"nowhere\.(\d+)$", "matches no module"),
+    (("method=ia3",), "adapter_sites.ffn", r"nowhere\.(\d+)$", "fix model.adapter_sites.ffn"),
     (ADAPTER, "adapter_sites.ffn", r"layer\.\d+\.output\.dense$", "needs a group capturing the layer index"),
     (ADAPTER, "layer_norm_pattern", "NoNorm", "model.layer_norm_pattern 'NoNorm' matches no"),
     (("method=bitfit",), "head_modules", ["classifier", "nohead"], "head_modules entry 'nohead' matches no"),
@@ -204,7 +226,7 @@ def test_unknown_method_lists_the_valid_ones() -> None:
     with pytest.raises(UserError, match="unknown method 'prefix_tuning'; choose one of: adapter, bitfit"):
         apply_method(build_model(model_cfg, NUM_LABELS, "meta"), OmegaConf.create({"name": "prefix_tuning"}),
                      model_cfg)
-    assert method_names() == ["adapter", "bitfit", "full_ft", "lora"]
+    assert method_names() == ["adapter", "bitfit", "dora", "full_ft", "ia3", "lora", "pissa", "rslora", "vera"]
 
 
 def test_duplicate_registration_is_rejected() -> None:
@@ -228,7 +250,7 @@ def test_count_needs_apply_method() -> None:
         count_parameters(build_model(tiny_model_cfg("bert"), NUM_LABELS), method_cfg(("method=bitfit",)))
 
 
-# The LoRA paper's counts (reference notes in /work/shared/paper/README.md), head excluded.
+# The LoRA paper's counts (reference notes in /work/shared/paper/README.md) and VeRA's, head excluded.
 PAPER_COUNTS = [
     ("roberta_base", ("method=lora", "method.r=8", "method.targets=[q,v]"), 294_912),
     ("roberta_large", ("method=lora", "method.r=8", "method.targets=[q,v]"), 786_432),
@@ -238,6 +260,9 @@ PAPER_COUNTS = [
     ("roberta_large", ("method=adapter", "method.variant=houlsby", "method.bottleneck=8"), 835_968),
     ("roberta_large", ("method=adapter", "method.variant=pfeiffer", "method.bottleneck=64"), 3_171_840),
     ("roberta_large", ("method=adapter", "method.variant=pfeiffer", "method.bottleneck=16"), 811_392),
+    # The VeRA paper's Table 2: 0.043M (base, r 1024) and 0.061M (large, r 256) on Wq, Wv.
+    ("roberta_base", ("method=vera", "method.r=1024"), 43_008),
+    ("roberta_large", ("method=vera", "method.r=256"), 61_440),
 ]
 
 

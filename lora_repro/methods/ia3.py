@@ -1,0 +1,53 @@
+"""(IA)³ (Liu et al., 2022) through PEFT: learned vectors that rescale the outputs of the chosen attention
+weights (keys and values in the paper) and the input of the feed-forward output layer (`ffn`), i.e. the
+feed-forward activations.
+
+The vectors start at one, so training starts exactly at the backbone, and they merge into the weights. The
+method's count is layers x (d_out per attention target + d_ff for ffn).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+from peft import IA3Config as PeftIA3Config
+from peft import get_peft_model
+from torch import nn
+
+from lora_repro.errors import UserError
+from lora_repro.methods import register
+from lora_repro.methods.targets import FFN, linear_layers
+
+
+@dataclass(frozen=True)
+class IA3Config:
+    """Options of `conf/method/ia3.yaml` (documented there); validated on construction."""
+
+    targets: list[str]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.targets, list) or not self.targets or len(set(self.targets)) != len(self.targets):
+            raise UserError(f"ia3 targets must be a list of distinct weights such as [k, v, ffn], "
+                            f"got {self.targets!r}")
+
+
+def owns(name: str) -> bool:
+    """True for (IA)³'s vectors (PEFT names them ia3_l)."""
+    return "ia3_l" in name
+
+
+@register("ia3", config=IA3Config, owns=owns)
+def apply(model: nn.Module, cfg: IA3Config, model_cfg: DictConfig) -> nn.Module:
+    """Wrap the model with PEFT (IA)³: `ffn` rescales its layer's input, every other target its output.
+
+    Returns:
+        PEFT's `PeftModel` around `model`.
+
+    Raises:
+        UserError: a target that is unknown or matches no Linear layer.
+    """
+    layers = {target: linear_layers(model, "ia3", target, model_cfg) for target in cfg.targets}
+    names = sorted(name for found in layers.values() for name in found)
+    peft_cfg = PeftIA3Config(target_modules=names, feedforward_modules=sorted(layers.get(FFN, {})))
+    return get_peft_model(model, peft_cfg)

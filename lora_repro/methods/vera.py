@@ -1,0 +1,65 @@
+"""VeRA (Kopiczko et al., 2024) through PEFT: ΔW = Λ_b B Λ_d A, with A and B random, frozen and shared by
+every adapted layer; each layer trains only the two scaling vectors d (length r) and b (length d_out).
+
+A and B are drawn from `projection_seed`, so a rebuilt model has the same ones and a run saves only the
+vectors. b starts at zero, so training starts exactly at the backbone. The method's count is
+layers x targets x (r + d_out); VeRA's rank is large (256 in the paper) because it costs only r per layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+from peft import VeraConfig as PeftVeraConfig
+from peft import get_peft_model
+from torch import nn
+
+from lora_repro.errors import UserError
+from lora_repro.methods import check_int, register
+from lora_repro.methods.targets import linear_layers
+
+
+@dataclass(frozen=True)
+class VeraConfig:
+    """Options of `conf/method/vera.yaml` (documented there); validated on construction."""
+
+    r: int
+    d_initial: float
+    dropout: float
+    targets: list[str]
+    projection_seed: int
+
+    def __post_init__(self) -> None:
+        check_int("vera rank r", self.r, 1)
+        check_int("vera projection_seed", self.projection_seed, 0)
+        if isinstance(self.d_initial, bool) or not isinstance(self.d_initial, int | float) or self.d_initial <= 0:
+            raise UserError(f"vera d_initial must be a number > 0, got {self.d_initial!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) \
+                or not 0 <= self.dropout < 1:
+            raise UserError(f"vera dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.targets, list) or not self.targets or len(set(self.targets)) != len(self.targets):
+            raise UserError(f"vera targets must be a list of distinct weights such as [q, v], got {self.targets!r}")
+
+
+def owns(name: str) -> bool:
+    """True for VeRA's trained vectors (PEFT names them vera_lambda_b / vera_lambda_d)."""
+    return "vera_lambda_" in name
+
+
+@register("vera", config=VeraConfig, owns=owns)
+def apply(model: nn.Module, cfg: VeraConfig, model_cfg: DictConfig) -> nn.Module:
+    """Wrap the model with PEFT VeRA on the configured targets.
+
+    Returns:
+        PEFT's `PeftModel` around `model`.
+
+    Raises:
+        UserError: a target that is unknown or matches no Linear layer.
+    """
+    layers = {}
+    for target in cfg.targets:
+        layers.update(linear_layers(model, "vera", target, model_cfg))
+    peft_cfg = PeftVeraConfig(r=cfg.r, target_modules=sorted(layers), projection_prng_key=cfg.projection_seed,
+                              vera_dropout=cfg.dropout, d_initial=cfg.d_initial)
+    return get_peft_model(model, peft_cfg)
