@@ -1,8 +1,8 @@
-"""(IA)³ (Liu et al., 2022) through PEFT: learned vectors that rescale the outputs of the chosen attention
-weights (keys and values in the paper) and the input of the feed-forward output layer (`ffn`), i.e. the
-feed-forward activations.
+"""(IA)³ (Liu et al., 2022) through PEFT: learned vectors that rescale activations.
 
-The vectors start at one, so training starts exactly at the backbone, and they merge into the weights. The
+The vectors rescale the outputs of the chosen attention weights (keys and values in the paper) and the input
+of the feed-forward output layer (`ffn`), i.e. the feed-forward activations.
+They start at one, so training starts exactly at the backbone, and they merge into the weights. The
 method's count is layers x (d_out per attention target + d_ff for ffn).
 """
 

@@ -1,5 +1,7 @@
-"""LoRA (Hu et al., 2021) through PEFT: W x + (alpha / r) · B A x on the chosen weights; and the successors
-that PEFT implements as LoRA options, registered as methods of their own with the same config:
+"""LoRA (Hu et al., 2021) through PEFT, and the successors PEFT implements as LoRA options.
+
+LoRA is W x + (alpha / r) · B A x on the chosen weights. The successors are registered as methods of their
+own with the same config:
 
 * `dora` (Liu et al., 2024): W' = m · (W + s·B A) / ‖W + s·B A‖_c, a learned magnitude per output column
   (`lora_magnitude_vector`, counted as the method's) beside LoRA on the direction.
@@ -23,6 +25,7 @@ else, inference included, goes through PEFT's own forward.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -39,9 +42,11 @@ from lora_repro.errors import UserError
 from lora_repro.methods import check_int, register
 from lora_repro.methods.targets import linear_layers
 
-__all__ = ["FAMILY", "LoraConfig", "FusedLoraLinear", "owns", "restore_peft_forward"]
+__all__ = ["FACTOR_KEY", "FAMILY", "LoraConfig", "FusedLoraLinear", "owns", "restore_peft_forward"]
 
 PREFIX = "lora_"
+# The name of a LoRA factor inside the model: `<module>.lora_A.<adapter>.weight` (B likewise).
+FACTOR_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<factor>[AB])\.[^.]+\.weight$")
 # Method name -> the PEFT LoraConfig options that make it that method.
 FAMILY: dict[str, dict[str, Any]] = {
     "lora": {},

@@ -16,7 +16,7 @@ from torch import nn
 
 from lora_repro.errors import UserError
 
-__all__ = ["FFN", "linear_layers", "weight_names"]
+__all__ = ["FFN", "layer_weight", "linear_layers", "weight_names"]
 
 FFN = "ffn"
 
@@ -57,3 +57,16 @@ def linear_layers(model: nn.Module, method: str, target: str, model_cfg: DictCon
             raise UserError(f"{method} target {target!r} matches {name}, a {type(module).__name__}, "
                             f"not a Linear layer; fix model.{field}")
     return dict(matches)
+
+
+def layer_weight(module: str, model_cfg: DictConfig) -> tuple[int, str] | None:
+    """(layer index, paper weight name) of a module name, e.g. (3, "q"); None if no weight name matches it."""
+    layer = re.search(r"layer\.(\d+)\.", module)
+    if layer is None:
+        return None
+    for target, suffix in model_cfg.lora_targets.items():
+        if module == suffix or module.endswith("." + suffix):
+            return int(layer[1]), target
+    if re.search(model_cfg.adapter_sites.ffn, module):
+        return int(layer[1]), FFN
+    return None

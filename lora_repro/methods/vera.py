@@ -1,5 +1,7 @@
-"""VeRA (Kopiczko et al., 2024) through PEFT: ΔW = Λ_b B Λ_d A, with A and B random, frozen and shared by
-every adapted layer; each layer trains only the two scaling vectors d (length r) and b (length d_out).
+"""VeRA (Kopiczko et al., 2024) through PEFT: ΔW = Λ_b B Λ_d A with A, B random, frozen and shared.
+
+A and B are shared by every adapted layer; each layer trains only the two scaling vectors d (length r) and
+b (length d_out).
 
 A and B are drawn from `projection_seed`, so a rebuilt model has the same ones and a run saves only the
 vectors. b starts at zero, so training starts exactly at the backbone. The method's count is

@@ -38,6 +38,8 @@ RECORD_FILE = "record.json"
 LOCK_FILE = ".lock"
 WEIGHTS_FILE = "trained_weights.safetensors"
 BEST_WEIGHTS_FILE = "trained_weights_best.safetensors"  # the best epoch's, when it is not the final one
+# LoRA's A and B of the final epoch in fp16: small enough to commit, all `lora-repro analyze` needs.
+FACTORS_FILE = "lora_factors.safetensors"
 SCHEMA_VERSION = 1
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 

@@ -24,11 +24,13 @@ from lora_repro.data.glue import GlueData, build_datasets
 from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
+from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
 from lora_repro.results.record import (
     BEST_WEIGHTS_FILE,
     COMPLETED,
+    FACTORS_FILE,
     FAILED,
     WEIGHTS_FILE,
     RunRecord,
@@ -133,13 +135,18 @@ def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig,
                  best: dict[str, torch.Tensor] | None = None) -> dict[str, str]:
     """Save what the method trained (safetensors), at the final and, if it differs, the best epoch.
 
-    The whole model is saved only if asked for full_ft (train.save_full_model=true).
+    The whole model is saved only if asked for full_ft (train.save_full_model=true). LoRA-style methods also
+    keep their A and B alone in fp16 (`FACTORS_FILE`), the part of a run that is committed with its record.
     """
     if cfg.method.name == "full_ft" and not cfg.train.save_full_model:
         return {"weights": ""}  # 100% of the model: kept only on request
     state = {name: t.detach().contiguous().cpu() for name, t in trainable_state_dict(model).items()}
     atomic_write(run_dir / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
     files = {"weights": WEIGHTS_FILE, "best_weights": WEIGHTS_FILE}
+    factors = {name: t.half() for name, t in state.items() if FACTOR_KEY.match(name)}
+    if factors:
+        atomic_write(run_dir / FACTORS_FILE, lambda tmp: save_file(factors, str(tmp)))
+        files["lora_factors"] = FACTORS_FILE
     if best is not None and any(not torch.equal(best[name], state[name]) for name in state):
         atomic_write(run_dir / BEST_WEIGHTS_FILE, lambda tmp: save_file(best, str(tmp)))
         files["best_weights"] = BEST_WEIGHTS_FILE

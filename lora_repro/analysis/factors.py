@@ -1,0 +1,133 @@
+"""LoRA factors of finished runs, as plain matrices keyed by layer and weight, with the frozen W beside them.
+
+A run keeps its factors in `lora_factors.safetensors` (A and B in fp16, small enough to commit); runs that
+predate it are read from their `trained_weights.safetensors` if that is still there. W comes from the run's
+backbone, loaded as the run loaded it (a random-init backbone from the run's seed, as training seeded it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from transformers import set_seed
+
+from lora_repro.errors import UserError
+from lora_repro.methods.lora import FACTOR_KEY
+from lora_repro.methods.targets import layer_weight
+from lora_repro.results.record import COMPLETED, WEIGHTS_FILE, read_record
+from lora_repro.results.store import load_records
+
+__all__ = ["LoraRun", "Backbones", "lora_runs", "scale"]
+
+# The LoRA methods whose update is s·B A from a zero start (PiSSA starts from W's directions; DoRA rescales).
+ANALYSED = ("lora", "rslora")
+
+
+@dataclass(frozen=True)
+class LoraRun:
+    """One finished LoRA run: what identifies it and its factors per (layer, weight)."""
+
+    path: Path
+    task: str
+    model: str
+    seed: int
+    r: int
+    targets: str
+    scale: float
+    model_cfg: DictConfig
+    modules: dict[tuple[int, str], str]             # (layer, weight) -> module name in the model
+    a: dict[tuple[int, str], np.ndarray]            # r x d_in
+    b: dict[tuple[int, str], np.ndarray]            # d_out x r
+
+    def delta(self, key: tuple[int, str]) -> np.ndarray:
+        """ΔW = s·B A of one adapted weight."""
+        return self.scale * self.b[key] @ self.a[key]
+
+
+def scale(method: str, alpha: float, r: int) -> float:
+    """The factor on B A: alpha / r for LoRA, alpha / sqrt(r) for rsLoRA."""
+    return float(alpha) / (np.sqrt(r) if method == "rslora" else r)
+
+
+def lora_runs(paths: Sequence[Path]) -> tuple[list[LoraRun], list[Path]]:
+    """Every completed LoRA (or rsLoRA) run under `paths` with readable factors.
+
+    Returns:
+        The runs, and the folders of completed LoRA runs that kept no factors (neither file is there).
+    """
+    records = load_records(paths)
+    rows = records[records["method"].isin(ANALYSED) & (records["status"] == COMPLETED)]
+    runs, without = [], []
+    for row in rows.itertuples(index=False):
+        folder = Path(row.path).parent
+        factors = _read_factors(folder)
+        if factors is None:
+            without.append(folder)
+            continue
+        runs.append(_lora_run(folder, factors))
+    return runs, without
+
+
+def _read_factors(folder: Path) -> dict[str, torch.Tensor] | None:
+    artifacts = read_record(folder).get("artifacts", {})
+    for name in (artifacts.get("lora_factors"), artifacts.get("weights") and WEIGHTS_FILE):
+        if name and (folder / name).is_file():
+            try:
+                state = load_file(str(folder / name))
+            except (OSError, SafetensorError) as err:
+                raise UserError(f"cannot read {folder / name} ({err}); delete that run folder and rerun it") from None
+            return {key: t for key, t in state.items() if FACTOR_KEY.match(key)}
+    return None
+
+
+def _lora_run(folder: Path, state: dict[str, torch.Tensor]) -> LoraRun:
+    config = read_record(folder)["run_info"]["config"]
+    method, model_cfg = config["method"], OmegaConf.create(config["model"])
+    modules, a, b = {}, {}, {}
+    for key, tensor in state.items():
+        match = FACTOR_KEY.match(key)
+        where = layer_weight(match["module"], model_cfg)
+        if where is None:
+            raise UserError(f"{folder}: LoRA factor {key} is on no weight model.lora_targets names")
+        modules[where] = match["module"]
+        (a if match["factor"] == "A" else b)[where] = tensor.double().numpy()
+    if not a or a.keys() != b.keys():
+        raise UserError(f"{folder}: its LoRA factors are incomplete; delete that run folder and rerun it")
+    return LoraRun(path=folder, task=config["task"]["name"], model=model_cfg.name, seed=int(config["seed"]),
+                   r=int(method["r"]), targets=",".join(method["targets"]),
+                   scale=scale(method["name"], method["alpha"], int(method["r"])), model_cfg=model_cfg,
+                   modules=modules, a=a, b=b)
+
+
+class Backbones:
+    """The frozen weights W of the runs' backbones, each backbone loaded once."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, torch.nn.Module] = {}
+
+    def weight(self, run: LoraRun, key: tuple[int, str]) -> np.ndarray:
+        """The pretrained W under the LoRA factors `key` of `run`."""
+        from lora_repro.models import load_model  # loads transformers' model classes: only when needed
+
+        cfg = run.model_cfg
+        # A random-init backbone is the run's own: training seeded it with the run's seed.
+        ident = f"{cfg.name}:{cfg.pretrained}" + (f":{run.seed}" if cfg.pretrained is None else "")
+        if ident not in self._models:
+            set_seed(run.seed)
+            self._models[ident] = load_model(cfg, num_labels=2)
+        module = self._models[ident].get_submodule(run.modules[key])
+        return module.weight.detach().double().numpy()
+
+
+def runs_table(runs: Sequence[LoraRun]) -> pd.DataFrame:
+    """One row per run: task, model, targets, r, seed (for messages and counts)."""
+    return pd.DataFrame([{"task": r.task, "model": r.model, "targets": r.targets, "r": r.r, "seed": r.seed}
+                         for r in runs])
