@@ -5,6 +5,7 @@
     lora-repro eval  RUN_DIR               reload a run from its record and evaluate it again
     lora-repro report TABLE [options]      paper tables and figures from run records
     lora-repro bench [options]             training and inference cost per method
+    lora-repro analyze [options]           the paper's Section 7 (subspaces, amplification) on LoRA runs
     lora-repro migrate DIR ...             give older run records today's identity (config hash)
     lora-repro --version                   the installed version (also: python -m lora_repro ...)
 
@@ -29,6 +30,7 @@ COMMANDS = {
     "eval": "lora_repro.training.evaluate:main",
     "report": "lora_repro.report.cli:main",
     "bench": "lora_repro.bench.cli:main",
+    "analyze": "lora_repro.analysis.cli:main",
     "migrate": "lora_repro.results.migrate:main",
 }
 
