@@ -21,8 +21,8 @@ from lora_repro.analysis.factors import Backbones, LoraRun
 from lora_repro.analysis.subspace import amplification, subspace_similarity
 from lora_repro.errors import UserError
 from lora_repro.paper import paper_table
+from lora_repro.paper.names import WEIGHT_ORDER
 from lora_repro.report.layout import Report, Section, task_name
-from lora_repro.results.store import WEIGHT_ORDER
 
 __all__ = ["SUMMARY_K", "build_analysis"]
 

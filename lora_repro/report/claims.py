@@ -26,8 +26,8 @@ from lora_repro.report.layout import order_tasks, task_name
 from lora_repro.results.record import COMPLETED
 from lora_repro.results.store import load_predictions, targets_key
 
-__all__ = ["CELL_KEY", "RANK_CLAIMS", "TABLE2_CLAIMS", "Claim", "bootstrap_cells", "claims_table", "lora_setting_key",
-           "method_key", "trivial_baseline"]
+__all__ = ["CELL_KEY", "RANK_CLAIMS", "SUCCESSOR_CLAIMS", "TABLE2_CLAIMS", "Claim", "bootstrap_cells",
+           "claims_table", "lora_setting_key", "method_key", "trivial_baseline"]
 
 RESAMPLES = 2000
 SEED = 0
@@ -62,6 +62,20 @@ RANK_CLAIMS = (
           "Table 5: adapting two weight types at a lower rank beats one at a higher rank", per_task=False),
     Claim("v", "r=1 on Wq,Wv is within 1 point of r=64 (or above it)", "q,v r=1", "q,v r=64", -1.0,
           "Table 6: a very low rank suffices", per_task=False),
+)
+
+# What the successors' own papers claim against LoRA, at the same rank and targets where they share LoRA's.
+SUCCESSOR_CLAIMS = (
+    Claim("DoRA", "DoRA ≥ LoRA at the same rank", "DoRA", "LoRA", 0.0,
+          "Liu et al. (2024): DoRA outperforms LoRA across models and tasks"),
+    Claim("rsLoRA", "rsLoRA ≥ LoRA at the same rank", "rsLoRA", "LoRA", 0.0,
+          "Kalajdzievski (2023): alpha/sqrt(r) learns better than alpha/r (its gain grows with r)"),
+    Claim("PiSSA", "PiSSA ≥ LoRA at the same rank", "PiSSA", "LoRA", 0.0,
+          "Meng et al. (2024): PiSSA converges faster and ends higher than LoRA"),
+    Claim("VeRA", "VeRA is within 1 point of LoRA (or above it) with ~10x fewer parameters", "VeRA", "LoRA", -1.0,
+          "Kopiczko et al. (2024): VeRA matches LoRA on GLUE with 10x fewer trainable parameters"),
+    Claim("(IA)³", "(IA)³ is within 1 point of LoRA (or above it)", "(IA)³", "LoRA", -1.0,
+          "Liu et al. (2022): (IA)³ matches or beats LoRA with fewer parameters"),
 )
 
 

@@ -1,9 +1,10 @@
-"""`lora-repro report {table2,table5,table6,mini,lr_search}`: the paper's tables and figures from run records.
+"""`lora-repro report {table2,table5,table6,mini,lr_search,successors}`: paper tables and figures from run records.
 
     lora-repro report table2 [--runs DIR ...] [--model NAME ...] [--task NAME ...] [--out DIR] [--seeds N]
     lora-repro report table2 --params-only [--model NAME ...]   # the parameter column, no records needed
     lora-repro report mini        # = --runs results/mini/runs --rank-runs results/mini/ranks/runs --out results/mini
     lora-repro report lr_search   # = --runs results/mini/lr_search/runs --out results/mini/lr_search
+    lora-repro report successors  # = --runs results/mini/runs results/successors/runs --out results/successors
 
 Writes <table>.md, <table>.tex, <table>.csv (tidy: median, std, n_seeds, paper, delta) and PNG figures
 into --out, and prints the Markdown. Bad arguments or no records: one line `error: ...`, exit status 2.
@@ -26,9 +27,10 @@ from lora_repro.results.store import default_runs_dir, load_records
 __all__ = ["main", "parse_args"]
 
 # Where the mini experiments keep their committed records (paths.runs_dir of conf/experiment/mini*.yaml).
-MINI_DIR = Path("results") / "mini"
-MINI_RUNS = {"mini": MINI_DIR / "runs", "lr_search": MINI_DIR / "lr_search" / "runs"}
-MINI_OUT = {"mini": MINI_DIR, "lr_search": MINI_DIR / "lr_search"}
+MINI_DIR, SUCCESSORS_DIR = Path("results") / "mini", Path("results") / "successors"
+MINI_RUNS = {"mini": [MINI_DIR / "runs"], "lr_search": [MINI_DIR / "lr_search" / "runs"],
+             "successors": [MINI_DIR / "runs", SUCCESSORS_DIR / "runs"]}  # the mini's rows are reused, not rerun
+MINI_OUT = {"mini": MINI_DIR, "lr_search": MINI_DIR / "lr_search", "successors": SUCCESSORS_DIR}
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,7 +82,7 @@ def run(argv: list[str]) -> list[Path]:
         report = params_report(args.model)
     else:
         # With no --runs, a missing default folder just means no runs yet (table2 then shows parameters).
-        runs = args.runs or [d for d in [MINI_RUNS.get(args.table, default_runs_dir())] if d.is_dir()]
+        runs = args.runs or [d for d in MINI_RUNS.get(args.table, [default_runs_dir()]) if d.is_dir()]
         rank_runs = args.rank_runs or [d for d in [MINI_DIR / "ranks" / "runs"] if d.is_dir()]
         rank_records = load_records(rank_runs) if args.table == "mini" and rank_runs else None
         report = build_report(args.table, load_records(runs), args.model, args.task, args.seeds, rank_records)

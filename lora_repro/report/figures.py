@@ -20,7 +20,8 @@ from lora_repro.report.layout import task_name
 __all__ = ["params_figure", "rank_figure", "task_figure"]
 
 LABEL_COLORS = {"FT": "tab:gray", "BitFit": "tab:brown", "AdptD": "tab:purple", "AdptP": "tab:orange",
-                "AdptH": "tab:red", "LoRA": "tab:blue"}
+                "AdptH": "tab:red", "LoRA": "tab:blue", "DoRA": "tab:cyan", "rsLoRA": "tab:green",
+                "PiSSA": "tab:olive", "VeRA": "tab:pink", "(IA)³": "black"}
 PANEL_SIZE = (4.8, 3.6)
 
 

@@ -14,16 +14,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lora_repro.errors import UserError
+from lora_repro.paper.names import TASK_NAMES, TASK_ORDER
 from lora_repro.report.cells import MISSING, MIXED
 from lora_repro.results.record import COMPLETED
 
-__all__ = ["Report", "Section", "TASK_NAMES", "TASK_ORDER", "legend", "metric_note", "mixed_notes",
+__all__ = ["Report", "Section", "legend", "metric_note", "mixed_notes",
            "not_results_note", "order_tasks", "position", "require_completed", "select", "task_name"]
 
-# The paper's Table 2 columns, in its order.
-TASK_ORDER = ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")
-TASK_NAMES = {"mnli": "MNLI", "sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "qqp": "QQP",
-              "rte": "RTE", "stsb": "STS-B", "wnli": "WNLI", "mnli-mm": "MNLI-mm"}
 MAX_LISTED_PATHS = 10  # footnotes list at most this many record files; the CSV and the store have all
 
 

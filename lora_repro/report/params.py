@@ -21,15 +21,13 @@ from lora_repro.config import compose_config
 from lora_repro.methods import ParamCounts, apply_method, count_parameters
 from lora_repro.models import build_model
 from lora_repro.paper import paper_table
+from lora_repro.paper.names import PAPER_MODELS
 from lora_repro.report.cells import format_params
 from lora_repro.results.store import method_row_key
 
-__all__ = ["PAPER_MODELS", "PaperRow", "count_paper_row", "params_check", "params_match", "paper_rows",
+__all__ = ["PaperRow", "count_paper_row", "params_check", "params_match", "paper_rows",
            "shown_count"]
 
-# The paper's model names -> ours (conf/model/<name>.yaml).
-PAPER_MODELS = {"roberta-base": "roberta_base", "roberta-large": "roberta_large",
-                "deberta-v2-xxlarge": "deberta_v2_xxlarge"}
 # The method config behind each paper row: (label, printed count) -> conf/method/<name>.yaml.
 # None = every count of that label (FT, BitFit and LoRA have one row per model).
 ROW_METHODS = {("FT", None): "full_ft", ("BitFit", None): "bitfit",

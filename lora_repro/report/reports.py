@@ -13,11 +13,14 @@ import pandas as pd
 from lora_repro.config import compose_config
 from lora_repro.errors import UserError
 from lora_repro.paper import RECIPE_DIFFERENCES
+from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS
 from lora_repro.report.cells import MISSING
 from lora_repro.report.claims import (
     RANK_CLAIMS,
     RESAMPLES,
+    SUCCESSOR_CLAIMS,
     TABLE2_CLAIMS,
+    Claim,
     claims_table,
     lora_setting_key,
     method_key,
@@ -35,15 +38,15 @@ from lora_repro.report.layout import (
     select,
     task_name,
 )
-from lora_repro.report.params import PAPER_MODELS, params_check
+from lora_repro.report.params import params_check
 from lora_repro.report.sweeps import table5_sections, table6_sections
-from lora_repro.report.table2 import AVG, LABEL_ORDER, paper_block, table2_sections
+from lora_repro.report.table2 import AVG, paper_block, table2_sections
 from lora_repro.results.record import COMPLETED
 
 __all__ = ["DEFAULT_SEEDS", "REPORTS", "build_report", "params_report"]
 
 # Seeds a cell should have: the paper's 5 for Table 2, the sweeps' 3 (conf/experiment/table5, 6, mini).
-DEFAULT_SEEDS = {"table2": 5, "table5": 3, "table6": 3, "mini": 3, "lr_search": 1}
+DEFAULT_SEEDS = {"table2": 5, "table5": 3, "table6": 3, "mini": 3, "lr_search": 1, "successors": 3}
 MINI_MODEL = "minilm"
 TRIVIAL_LABEL = "Trivial baseline"
 FRONT_COLUMNS = ("Model", "Method", "# Trainable Parameters")
@@ -112,20 +115,23 @@ def margin_note(tidy: pd.DataFrame, baseline: pd.DataFrame) -> str:
             f"method over it: {lead.min():.1f} points ({worst['method']} on {task_name(worst['task'])}).")
 
 
-def claims_report(records: pd.DataFrame, rank_records: pd.DataFrame) -> Report:
-    """The paper's claims, each with our difference, its 95% bootstrap interval and a verdict."""
-    table = pd.concat([claims_table(records, TABLE2_CLAIMS, method_key),
-                       claims_table(rank_records, RANK_CLAIMS, lora_setting_key)], ignore_index=True)
+def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, title: str = CLAIMS_TITLE) -> Report:
+    """Claims, each with our difference, its 95% bootstrap interval and a verdict (`table`: `claims_table`'s).
+
+    Args:
+        table: the tested claims (`claims_table`), possibly of several claim sets.
+        claims: every claim that was to be tested (those missing from `table` are listed as not tested).
+        where: a note saying which tables the claims are read from.
+        title: the report's title.
+    """
     notes = ["Each claim reads `A − B ≥ margin` in points (x100) on the median over seeds of the best-epoch dev "
              "metric; over several tasks, on the mean of the task medians. 95% interval: percentile bootstrap "
              f"({RESAMPLES} resamples, seeded) over dev examples (paired across methods) and seeds. Verdict: "
              "holds = the whole interval at or above the margin; does not hold = entirely below; inconclusive "
              "= it straddles the margin. A verdict is whatever the records say: nothing is tuned to make a claim "
-             "hold.", "Claims (i)-(iii): the Table 2 analog above (AdptP m=16 has 76k trainable parameters, LoRA "
-             "r=8 on Wq,Wv 74k). Claims (iv)-(v): the Table 5 and 6 analogs below."]
+             "hold.", where]
     if table.empty:
-        return Report("claims", CLAIMS_TITLE, [Section("Claims", None, ["No completed runs with predictions."])],
-                      table)
+        return Report("claims", title, [Section("Claims", None, ["No completed runs with predictions."])], table)
     shown = pd.DataFrame({
         "Claim": table["claim"], "Statement": table["statement"], "On": table["on"],
         "A − B": [f"{a} − {b}" for a, b in zip(table["A"], table["B"], strict=True)],
@@ -133,29 +139,44 @@ def claims_report(records: pd.DataFrame, rank_records: pd.DataFrame) -> Report:
         "Difference": table["difference"].map("{:+.1f}".format),
         "95% CI": [f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
         "Margin": table["margin"].map("{:+.0f}".format), "Verdict": table["verdict"]})
-    missing = sorted({c.name for c in TABLE2_CLAIMS + RANK_CLAIMS} - set(table["claim"]))
+    missing = [c.name for c in claims if c.name not in set(table["claim"])]
     if missing:
         notes.append(f"Not tested yet (their runs are missing): claim(s) {', '.join(missing)}.")
-    return Report("claims", CLAIMS_TITLE, [Section("Claims", shown, notes)], table)
+    return Report("claims", title, [Section("Claims", shown, notes)], table)
+
+
+def with_baseline(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int
+                  ) -> tuple[list[Section], pd.DataFrame, pd.DataFrame]:
+    """The Table 2 layout of `records` (no paper rows) with the trivial-baseline row and the margin note.
+
+    Returns:
+        The sections, the tidy cells (with the baseline as rows of label `Trivial`) and the baseline itself.
+    """
+    sections, tidy, _ = table2_sections(records, tasks, seeds, paper_models=[])
+    baseline = trivial_baseline(records)
+    sections[0].table = baseline_row(sections[0].table, baseline)
+    sections[0].notes.insert(2, margin_note(tidy, baseline))
+    tidy = pd.concat([tidy.assign(table="table2"),
+                      baseline.assign(table="table2", label="Trivial", method=TRIVIAL_LABEL, median=baseline["value"])
+                      .drop(columns=["value", "metric"])], ignore_index=True)
+    return sections, tidy, baseline
 
 
 def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequence[str] | None,
                 seeds: int) -> Report:
     """The Table 2 layout for MiniLM with a trivial-baseline row, the claims, and the rank analogs."""
-    sections, tidy, _ = table2_sections(records, tasks, seeds, paper_models=[])
-    baseline = trivial_baseline(records)
-    sections[0].table = baseline_row(sections[0].table, baseline)
-    sections[0].notes.insert(2, margin_note(tidy, baseline))
+    sections, tidy, baseline = with_baseline(records, tasks, seeds)
     shown = [t for t in dict.fromkeys(tidy["task"]) if t in set(records["task"])]
     reference = Section("Reference only: the paper's RoBERTa-base rows (a different, larger model; the paper "
                         "has no MiniLM row, so there is no difference to compute)", paper_block("roberta-base", shown),
                         ["* = prior work quoted by the paper. Avg. = the paper's printed average when all 8 "
                          "tasks are shown, else its mean over the tasks shown."])
-    claims = claims_report(records, rank_records)
-    figures = {"mini_tasks": task_figure(tidy[tidy["task"] != AVG], baseline)}
-    tidy = pd.concat([tidy.assign(table="table2"),
-                      baseline.assign(table="table2", label="Trivial", method=TRIVIAL_LABEL, median=baseline["value"])
-                      .drop(columns=["value", "metric"])], ignore_index=True)
+    claims = claims_report(
+        pd.concat([claims_table(records, TABLE2_CLAIMS, method_key),
+                   claims_table(rank_records, RANK_CLAIMS, lora_setting_key)], ignore_index=True),
+        TABLE2_CLAIMS + RANK_CLAIMS, "Claims (i)-(iii): the Table 2 analog above (AdptP m=16 has 76k trainable "
+        "parameters, LoRA r=8 on Wq,Wv 74k). Claims (iv)-(v): the Table 5 and 6 analogs below.")
+    figures = {"mini_tasks": task_figure(tidy[(tidy["task"] != AVG) & (tidy["label"] != "Trivial")], baseline)}
     rank_lora = rank_records[(rank_records["method"] == "lora") & (rank_records["status"] == COMPLETED)]
     rank_sections = [Section("Table 5 and 6 analogs", None, ["No completed rank runs yet: `make mini-ranks`."])]
     if not rank_lora.empty:
@@ -166,6 +187,23 @@ def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequen
         tidy = pd.concat([tidy, cells5.assign(table="table5"), cells6.assign(table="table6")], ignore_index=True)
     return Report("mini", "The paper's comparison on MiniLM (CPU scale)",
                   [*sections, *claims.sections, reference, *rank_sections], tidy, figures, [claims])
+
+
+def successors_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int) -> Report:
+    """LoRA's successors beside the mini's rows, on the tasks the successors ran, with the baseline and claims."""
+    successors = records[records["label"].isin([claim.a for claim in SUCCESSOR_CLAIMS])]
+    require_completed(successors, "successors (DoRA, rsLoRA, PiSSA, VeRA, (IA)³ runs)")
+    tasks = list(tasks or order_tasks(successors.loc[successors["status"] == COMPLETED, "task"]))
+    records = records[records["task"].isin(tasks)]
+    sections, tidy, baseline = with_baseline(records, tasks, seeds)
+    claims = claims_report(claims_table(records, SUCCESSOR_CLAIMS, method_key), SUCCESSOR_CLAIMS,
+                           "Every successor runs LoRA's rank and weights where it shares LoRA's options (DoRA, "
+                           "rsLoRA, PiSSA: r=8, α=16 on Wq,Wv); VeRA and (IA)³ with their papers' settings.",
+                           "LoRA's successors on MiniLM: measured differences, 95% bootstrap intervals, verdicts")
+    figures = {"successors_tasks": task_figure(tidy[(tidy["task"] != AVG) & (tidy["label"] != "Trivial")],
+                                               baseline)}
+    return Report("successors", "LoRA's successors beside LoRA, FT and adapters on MiniLM (CPU scale)",
+                  [*sections, *claims.sections], tidy, figures, [claims])
 
 
 def lr_search_winners(records: pd.DataFrame) -> pd.DataFrame:
@@ -237,7 +275,7 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         UserError: No completed record to report on.
     """
     seeds = seeds or DEFAULT_SEEDS[name]
-    chosen = select(records, models or ([MINI_MODEL] if name in ("mini", "lr_search") else None), tasks)
+    chosen = select(records, models or ([MINI_MODEL] if name in ("mini", "lr_search", "successors") else None), tasks)
     paper_only = set(models or ()) <= set(PAPER_MODELS.values())
     if name == "table2" and paper_only and (chosen["status"] != COMPLETED).all():
         note = " ".join(filter(None, ["No completed run records: showing the parameter counts only.",
@@ -248,6 +286,8 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         return sweep_report(int(name[-1]), chosen, seeds)
     if name == "lr_search":
         return lr_search_report(chosen)
+    if name == "successors":
+        return successors_report(chosen, tasks, seeds)
     if name == "mini":
         ranks = rank_records if rank_records is not None else records.iloc[:0]
         return mini_report(chosen, select(ranks, [MINI_MODEL], None), tasks, seeds)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from lora_repro.paper import paper_table
+from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS, TASK_ORDER
 from lora_repro.report.cells import (
     MISSING,
     cell_text,
@@ -23,7 +24,6 @@ from lora_repro.report.cells import (
     summarize_cells,
 )
 from lora_repro.report.layout import (
-    TASK_ORDER,
     Section,
     legend,
     metric_note,
@@ -35,7 +35,6 @@ from lora_repro.report.layout import (
 )
 from lora_repro.report.params import (
     DAGGER,
-    PAPER_MODELS,
     count_paper_row,
     paper_rows,
     params_match,
@@ -46,7 +45,6 @@ from lora_repro.results.record import COMPLETED
 __all__ = ["AVG", "MM_TASK", "ROW_KEYS", "paper_block", "table2_sections", "table2_tidy"]
 
 ROW_KEYS = ["model", "setup", "row_key"]
-LABEL_ORDER = ("FT", "BitFit", "AdptD", "AdptP", "AdptH", "LoRA")
 SETUP_ORDER = ("official", "houlsby")
 MM_TASK, MM_COLUMN = "mnli-mm", "metric.mismatched/accuracy"
 AVG = "avg"

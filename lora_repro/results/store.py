@@ -22,15 +22,12 @@ from omegaconf import OmegaConf
 
 from lora_repro.config import CONF_DIR
 from lora_repro.errors import UserError
+from lora_repro.paper.names import ADAPTER_LABELS, METHOD_LABELS, WEIGHT_ORDER
 from lora_repro.results.record import COMPLETED, RECORD_FILE, read_record
 
-__all__ = ["WEIGHT_ORDER", "default_runs_dir", "load_predictions", "load_records", "method_label",
+__all__ = ["default_runs_dir", "load_predictions", "load_records", "method_label",
            "method_row_key", "targets_key"]
 
-# The paper's names for the method configs' `name` (adapters are told apart by their `variant`).
-LABELS = {"full_ft": "FT", "bitfit": "BitFit", "lora": "LoRA"}
-ADAPTER_LABELS = {"houlsby": "AdptH", "pfeiffer": "AdptP", "adapterdrop": "AdptD"}
-WEIGHT_ORDER = ("q", "k", "v", "o")
 # The columns of the store, in order; `train.*`, `method.*` and `metric.*` columns follow them.
 COLUMNS = ["status", "task", "model", "method", "label", "row_key", "setup", "seed", "config_hash",
            "family", "params_method", "params_trainable", "params_total", "headline_metric", "best",
@@ -52,14 +49,18 @@ def method_label(method: Mapping[str, Any]) -> str:
     """The paper's name for a method config: FT, BitFit, AdptH, AdptP, AdptD or LoRA."""
     if method["name"] == "adapter":
         return ADAPTER_LABELS.get(method["variant"], f"Adpt-{method['variant']}")
-    return LABELS.get(method["name"], method["name"])
+    return METHOD_LABELS.get(method["name"], method["name"])
 
 
 def method_row_key(method: Mapping[str, Any]) -> str:
     """The label plus what tells the paper's rows of one method apart (bottleneck, rank, weights)."""
     label = method_label(method)
-    if method["name"] == "lora":
+    if "alpha" in method:  # LoRA and the successors that share its options (DoRA, rsLoRA, PiSSA)
         return f"{label} r={method['r']} α={method['alpha']} {{{targets_key(method['targets'])}}}"
+    if "r" in method:  # VeRA
+        return f"{label} r={method['r']} {{{targets_key(method['targets'])}}}"
+    if "targets" in method:  # (IA)³
+        return f"{label} {{{targets_key(method['targets'])}}}"
     if method["name"] == "adapter":
         drop = method["drop_lowest"]
         dropped = "" if method["variant"] != "adapterdrop" else f" drop={'half' if drop is None else drop}"

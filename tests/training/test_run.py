@@ -25,6 +25,11 @@ METHODS = [
     ["method=houlsby", "method.bottleneck=8"],
     ["method=pfeiffer", "method.bottleneck=8"],
     ["method=adapterdrop", "method.bottleneck=4"],
+    ["method=dora"],
+    ["method=rslora"],
+    ["method=pissa"],
+    ["method=vera", "method.r=16"],
+    ["method=ia3"],
 ]
 
 
