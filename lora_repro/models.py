@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from transformers import (
 )
 
 from lora_repro.errors import UserError
-from lora_repro.methods import in_head
+from lora_repro.methods import ParamCounts, apply_method, count_parameters, in_head
 
 __all__ = ["PACKAGE_PREFIX", "build_model", "load_model", "load_tokenizer", "resolve_source"]
 
@@ -186,3 +187,16 @@ def _from_pretrained(load: Callable[..., Any], source: str, field: str, **kwargs
             f"hub (no network, or HF_HUB_OFFLINE=1) nor found in its cache ({reason}). Fix: give network "
             f"access or pre-download it (`hf download {source}`), or use model=minilm (the packaged offline "
             f"model), or point {field} at a local folder.") from None
+
+
+def meta_counts(cfg: DictConfig) -> ParamCounts:
+    """Parameter counts of `cfg`'s model with its method and task head, built on the meta device.
+
+    No download and no memory: `plan` and the reports count every row this way, the runs themselves on the
+    real model (`count_parameters`), and the two agree.
+    """
+    num_labels = len(cfg.task.label_names) if cfg.task.label_names else 1  # STS-B: one regression output
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes, not ours to fix
+        built = apply_method(build_model(cfg.model, num_labels, device="meta"), cfg.method, cfg.model)
+    return count_parameters(built, cfg.method)

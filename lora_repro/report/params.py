@@ -10,7 +10,6 @@ millions; each such row carries the reason, so a mismatch is explained rather th
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import cache
 
@@ -18,8 +17,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.config import compose_config
-from lora_repro.methods import ParamCounts, apply_method, count_parameters
-from lora_repro.models import build_model
+from lora_repro.methods import ParamCounts
+from lora_repro.models import meta_counts
 from lora_repro.paper import paper_table
 from lora_repro.paper.names import PAPER_MODELS
 from lora_repro.report.cells import format_params
@@ -81,12 +80,7 @@ def run_config(model: str, method: str, task: str = REFERENCE_TASK) -> DictConfi
 @cache
 def count_paper_row(model: str, method: str) -> ParamCounts:
     """Parameter counts of `model` with `method` applied, built on the meta device (head of MNLI)."""
-    cfg = run_config(model, method)
-    num_labels = len(cfg.task.label_names) if cfg.task.label_names else 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes, not ours to fix
-        built = apply_method(build_model(cfg.model, num_labels, device="meta"), cfg.method, cfg.model)
-    return count_parameters(built, cfg.method)
+    return meta_counts(run_config(model, method))
 
 
 def shown_count(label: str, counts: ParamCounts) -> int:

@@ -22,8 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.config import compose_config, config_context
 from lora_repro.errors import UserError
-from lora_repro.methods import apply_method, count_parameters
-from lora_repro.models import build_model
+from lora_repro.models import meta_counts
 from lora_repro.results.record import read_record, reusable_run, run_dir_for
 
 log = logging.getLogger(__name__)
@@ -112,10 +111,8 @@ def plan(overrides: list[str]) -> pd.DataFrame:
     rows, counted, warned = [], {}, set()
     for cfg in compose_jobs(expand_sweep(overrides)):
         key = (cfg.model.name, OmegaConf.to_yaml(cfg.method), cfg.task.name)
-        if key not in counted:  # build on the meta device: no download, no memory
-            model = apply_method(build_model(cfg.model, 1 if cfg.task.label_names is None else
-                                             len(cfg.task.label_names), "meta"), cfg.method, cfg.model)
-            counted[key] = count_parameters(model, cfg.method)
+        if key not in counted:
+            counted[key] = meta_counts(cfg)
         try:
             run_dir = run_dir_for(cfg)
             status = plan_status(cfg, run_dir)
