@@ -26,12 +26,12 @@ from lora_repro.errors import EXIT_USER_ERROR, UserError, choose
 CHOICE_GROUPS = ("task", "method", "model", "train", "data", "logger", "experiment")
 COMMANDS = {
     "train": "lora_repro.training.app:main",
-    "plan": "lora_repro.training.sweep:plan_main",
+    "plan": "lora_repro.training.plan:plan_main",
     "eval": "lora_repro.training.evaluate:main",
     "report": "lora_repro.report.cli:main",
     "bench": "lora_repro.bench.cli:main",
     "analyze": "lora_repro.analysis.cli:main",
-    "migrate": "lora_repro.results.migrate:main",
+    "migrate": "lora_repro.records.migrate:main",
 }
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from lora_repro.analysis.factors import Backbones, lora_runs
 from lora_repro.analysis.tables import build_analysis
 from lora_repro.errors import UserError
+from lora_repro.records.store import targets_key
 from lora_repro.report.cli import Parser
 from lora_repro.report.render import to_markdown, write_report
-from lora_repro.results.store import targets_key
 
 __all__ = ["main"]
 

@@ -22,8 +22,8 @@ from transformers import set_seed
 from lora_repro.errors import UserError
 from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.methods.targets import layer_weight
-from lora_repro.results.record import COMPLETED, WEIGHTS_FILE, read_record
-from lora_repro.results.store import load_records
+from lora_repro.records.record import COMPLETED, WEIGHTS_FILE, read_record
+from lora_repro.records.store import load_records
 
 __all__ = ["LoraRun", "Backbones", "lora_runs", "scale"]
 

@@ -22,7 +22,7 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from lora_repro.bench.harness import compose_run_config
-from lora_repro.bench.report import to_markdown, write_bench
+from lora_repro.bench.render import to_markdown, write_bench
 from lora_repro.bench.runner import BenchSpec, needed_configs, run_bench
 from lora_repro.bench.timing import Budget
 from lora_repro.errors import UserError

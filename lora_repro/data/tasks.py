@@ -95,7 +95,7 @@ def source_identity(task_cfg: DictConfig, data_cfg: DictConfig) -> list:
 def data_identity(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, str]:
     """What identifies a task's raw data on any machine: each local file's SHA-256, or the hub dataset.
 
-    Part of every run's identity (`lora_repro.results.record.hashed_config`), so that runs on different data
+    Part of every run's identity (`lora_repro.records.record.hashed_config`), so that runs on different data
     are never taken for one another, and runs on the same files match across machines and folders.
 
     Raises:

@@ -13,7 +13,7 @@ import re
 
 import pandas as pd
 
-from lora_repro.results.record import COMPLETED
+from lora_repro.records.record import COMPLETED
 
 __all__ = ["MISSING", "MIXED", "cell_text", "format_cell", "format_delta", "format_params", "parse_paper_cell",
            "summarize_cells"]
@@ -49,7 +49,7 @@ def summarize_cells(records: pd.DataFrame, keys: list[str], value: str = "best")
     """Group completed records into cells: the grouping every table of the report uses.
 
     Args:
-        records: Rows of `lora_repro.results.store.load_records` (any status; only `completed`
+        records: Rows of `lora_repro.records.store.load_records` (any status; only `completed`
             rows are used).
         keys: The columns that define a cell, e.g. model, setup, row_key, task.
         value: The column to summarize: `best` (the headline metric at the best epoch) or a

@@ -22,9 +22,9 @@ import pandas as pd
 
 from lora_repro.errors import UserError
 from lora_repro.metrics import BATCHED_METRICS, compute_metrics
+from lora_repro.records.record import COMPLETED
+from lora_repro.records.store import load_predictions, targets_key
 from lora_repro.report.layout import order_tasks, task_name
-from lora_repro.results.record import COMPLETED
-from lora_repro.results.store import load_predictions, targets_key
 
 __all__ = ["CELL_KEY", "RANK_CLAIMS", "SUCCESSOR_CLAIMS", "TABLE2_CLAIMS", "Claim", "bootstrap_cells",
            "claims_table", "lora_setting_key", "method_key", "trivial_baseline"]

@@ -20,9 +20,9 @@ from typing import NoReturn
 
 from lora_repro.config import group_choices
 from lora_repro.errors import UserError, choose
+from lora_repro.records.store import default_runs_dir, load_records
 from lora_repro.report.render import to_markdown, write_report
 from lora_repro.report.reports import DEFAULT_SEEDS, REPORTS, build_report, params_report
-from lora_repro.results.store import default_runs_dir, load_records
 
 __all__ = ["main", "parse_args"]
 

@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 
 from lora_repro.errors import UserError
 from lora_repro.paper.names import TASK_NAMES, TASK_ORDER
+from lora_repro.records.record import COMPLETED
 from lora_repro.report.cells import MISSING, MIXED
-from lora_repro.results.record import COMPLETED
 
 __all__ = ["Report", "Section", "legend", "metric_note", "mixed_notes",
            "not_results_note", "order_tasks", "position", "require_completed", "select", "task_name"]

@@ -21,8 +21,8 @@ from lora_repro.methods import ParamCounts
 from lora_repro.models import meta_counts
 from lora_repro.paper import paper_table
 from lora_repro.paper.names import PAPER_MODELS
+from lora_repro.records.store import method_row_key
 from lora_repro.report.cells import format_params
-from lora_repro.results.store import method_row_key
 
 __all__ = ["PaperRow", "count_paper_row", "params_check", "params_match", "paper_rows",
            "shown_count"]

@@ -14,6 +14,7 @@ from lora_repro.config import compose_config
 from lora_repro.errors import UserError
 from lora_repro.paper import RECIPE_DIFFERENCES
 from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS
+from lora_repro.records.record import COMPLETED
 from lora_repro.report.cells import MISSING
 from lora_repro.report.claims import (
     RANK_CLAIMS,
@@ -41,7 +42,6 @@ from lora_repro.report.layout import (
 from lora_repro.report.params import params_check
 from lora_repro.report.sweeps import table5_sections, table6_sections
 from lora_repro.report.table2 import AVG, paper_block, table2_sections
-from lora_repro.results.record import COMPLETED
 
 __all__ = ["DEFAULT_SEEDS", "REPORTS", "build_report", "params_report"]
 
@@ -239,7 +239,7 @@ def lr_search_report(records: pd.DataFrame) -> Report:
                                                                       strict=True)]
     shown["In the mini"] = ["✓" if used else "" for used in in_use]
     differs = sorted({r.label for r, used in zip(table.itertuples(), in_use, strict=True) if r.winner and not used})
-    from lora_repro.training.sweep import expand_sweep  # the search as conf/experiment/mini_lr.yaml declares it
+    from lora_repro.training.plan import expand_sweep  # the search as conf/experiment/mini_lr.yaml declares it
 
     planned, completed = len(expand_sweep(["experiment=mini_lr"])), int((records["status"] == COMPLETED).sum())
     notes = [f"Best-epoch dev metric of one run (seed 0), x100; {metric_note(records)[len('Metric per task: '):]}",
@@ -262,7 +262,7 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
 
     Args:
         name: One of `REPORTS`.
-        records: Rows of `lora_repro.results.store.load_records`.
+        records: Rows of `lora_repro.records.store.load_records`.
         models: Models to show; None = all (`mini`: minilm).
         tasks: Tasks to show; None = every task the records hold.
         seeds: Seeds a cell should have; None = `DEFAULT_SEEDS[name]`.

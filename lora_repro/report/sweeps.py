@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lora_repro.paper import paper_table
+from lora_repro.records.store import targets_key
 from lora_repro.report.cells import MISSING, cell_text, format_params, summarize_cells
 from lora_repro.report.layout import (
     Section,
@@ -23,7 +24,6 @@ from lora_repro.report.layout import (
     position,
     task_name,
 )
-from lora_repro.results.store import targets_key
 
 __all__ = ["PAPER_WEIGHT_SETS", "lora_records", "paper_reference", "table5_sections", "table6_sections"]
 

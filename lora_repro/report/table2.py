@@ -15,6 +15,7 @@ import pandas as pd
 
 from lora_repro.paper import paper_table
 from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS, TASK_ORDER
+from lora_repro.records.record import COMPLETED
 from lora_repro.report.cells import (
     MISSING,
     cell_text,
@@ -40,7 +41,6 @@ from lora_repro.report.params import (
     params_match,
     shown_count,
 )
-from lora_repro.results.record import COMPLETED
 
 __all__ = ["AVG", "MM_TASK", "ROW_KEYS", "paper_block", "table2_sections", "table2_tidy"]
 

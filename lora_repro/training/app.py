@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from lora_repro.config import CONF_DIR
 from lora_repro.errors import EXIT_USER_ERROR, UserError
-from lora_repro.results.record import completed_value, run_dir_for
+from lora_repro.records.record import completed_value, run_dir_for
 from lora_repro.training.sweep_summary import FAILED_SWEEPS, write_outcome
 
 _job_started = False

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from lora_repro.errors import UserError
 from lora_repro.methods import load_trainable_state_dict
-from lora_repro.results.record import COMPLETED, WEIGHTS_FILE, read_record
+from lora_repro.records.record import COMPLETED, WEIGHTS_FILE, read_record
 
 
 def find_source_run(cfg: DictConfig) -> Path:

@@ -27,7 +27,7 @@ from lora_repro.methods import apply_method, check_method_config, count_paramete
 from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
-from lora_repro.results.record import (
+from lora_repro.records.record import (
     BEST_WEIGHTS_FILE,
     COMPLETED,
     FACTORS_FILE,

@@ -38,7 +38,7 @@ class SweepSummary(Callback):
     """Says "run k of N" as each job starts, and sums the sweep up at its end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:  # noqa: D102 (Hydra hook)
-        from lora_repro.training.sweep import sweep_jobs
+        from lora_repro.training.plan import sweep_jobs
 
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

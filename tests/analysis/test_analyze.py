@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from lora_repro import cli as dispatcher
 from lora_repro.analysis.subspace import amplification
-from lora_repro.results.record import FACTORS_FILE, read_record, run_dir_for
+from lora_repro.records.record import FACTORS_FILE, read_record, run_dir_for
 from lora_repro.training.evaluate import load_run
 from lora_repro.training.run import run
 from tests.training.test_run import tiny_run_cfg

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, open_dict
 from lora_repro.bench import cli
 from lora_repro.bench.harness import random_inputs
 from lora_repro.bench.latency import BASE, LORA, MERGED, VARIANTS, build_variants
-from lora_repro.bench.report import targets, write_bench
+from lora_repro.bench.render import targets, write_bench
 from lora_repro.bench.runner import BenchResult, BenchSpec, needed_configs, run_bench
 from lora_repro.bench.timing import Budget, interleave, paired_ratio
 from lora_repro.bench.training import BOUND, PEFT_BASELINE, build_trainee, train_step

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from lora_repro.metrics import compute_metrics
+from lora_repro.records.store import load_records
 from lora_repro.report.claims import (
     FAILS,
     HOLDS,
@@ -20,8 +21,7 @@ from lora_repro.report.claims import (
     verdict,
 )
 from lora_repro.report.reports import build_report
-from lora_repro.results.store import load_records
-from tests.results.test_store import write_run
+from tests.records.test_store import write_run
 
 N = 200
 LABELS = np.array([1] * 140 + [0] * 60)  # majority class 1: 70% accuracy for a constant prediction

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from lora_repro import cli as dispatcher
-from lora_repro.results.record import RECORD_FILE
+from lora_repro.records.record import RECORD_FILE
 from tests.report.test_tables import write_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lora_repro.paper import paper_table
+from lora_repro.records.store import method_label
 from lora_repro.report.params import paper_rows, params_check, run_config
-from lora_repro.results.store import method_label
 
 # The paper rows whose printed count is not a rounding of ours in millions, and why (see params.py).
 IN_2_20_UNITS = {("roberta_large", "AdptP†", "3.0M"), ("roberta_large", "AdptH†", "6.0M")}

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from lora_repro.errors import UserError
+from lora_repro.records.record import FAILED, RUNNING
+from lora_repro.records.store import load_records
 from lora_repro.report.render import to_latex, to_markdown
 from lora_repro.report.reports import build_report
-from lora_repro.results.record import FAILED, RUNNING
-from lora_repro.results.store import load_records
-from tests.results.test_store import write_run
+from tests.records.test_store import write_run
 
 LORA_MNLI = [0.870, 0.872, 0.875, 0.878, 0.880]   # x100: 87.5 median, sample std 0.41 -> 87.5±.4
 LORA_ROW = "LoRA r=8 α=16 {q,v}"

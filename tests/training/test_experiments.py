@@ -7,9 +7,9 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from lora_repro.config import group_choices
-from lora_repro.results.record import read_record, run_dir_for
+from lora_repro.records.record import read_record, run_dir_for
+from lora_repro.training.plan import compose_jobs, expand_sweep
 from lora_repro.training.run import run
-from lora_repro.training.sweep import compose_jobs, expand_sweep
 from tests.conftest import tiny_model_cfg
 
 EXPERIMENTS = [name for name in group_choices("experiment") if not name.startswith("_")]

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from safetensors.torch import load_file
 
-from lora_repro.results.record import RUNNING, is_completed, read_record, run_dir_for, write_json
+from lora_repro.records.record import RUNNING, is_completed, read_record, run_dir_for, write_json
 from lora_repro.training.evaluate import evaluate
 from lora_repro.training.run import run
 from tests.conftest import ARCHITECTURES, compose_config, tiny_model_cfg

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from lora_repro.paper import paper_hparam
-from lora_repro.training.sweep import expand_sweep, plan
+from lora_repro.training.plan import expand_sweep, plan
 
 
 def test_table2_roberta_base_plan_lists_every_run_with_the_papers_hyperparameters(tmp_path, monkeypatch):
@@ -97,7 +97,7 @@ def test_a_failing_run_does_not_stop_the_sweep_and_the_summary_names_it(tmp_path
 
 
 def test_gpu_hours_follow_the_stated_assumption():
-    from lora_repro.training.sweep import gpu_hours
+    from lora_repro.training.plan import gpu_hours
 
     # 1 PFLOP at 40% of an A100's 312 TFLOP/s: 1e15 / 124.8e12 s = 8.01 s.
     assert gpu_hours(1.0)["A100"] * 3600 == pytest.approx(1e15 / (312e12 * 0.4))

@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from lora_repro.bench.latency import BASE, MERGED, VARIANTS
 from lora_repro.bench.profiling import PROFILE_ROUNDS
 from lora_repro.bench.runner import LORA, BenchResult
+from lora_repro.records.record import atomic_write
 from lora_repro.report.render import figure_png, markdown_table, produced_by
-from lora_repro.results.record import atomic_write
 
 __all__ = ["Target", "targets", "to_markdown", "write_bench"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from lora_repro.results.migrate import migrate_run
-from lora_repro.results.record import COMPLETED, RECORD_FILE, config_hash, run_dir_for
+from lora_repro.records.migrate import migrate_run
+from lora_repro.records.record import COMPLETED, RECORD_FILE, config_hash, run_dir_for
 from lora_repro.training.run import run
 from tests.training.test_run import tiny_run_cfg
 

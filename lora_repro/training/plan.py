@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from lora_repro.config import compose_config, config_context
 from lora_repro.errors import UserError
 from lora_repro.models import meta_counts
-from lora_repro.results.record import read_record, reusable_run, run_dir_for
+from lora_repro.records.record import read_record, reusable_run, run_dir_for
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import OmegaConf, open_dict
 
 from lora_repro.errors import UserError
-from lora_repro.results.record import (
+from lora_repro.records.record import (
     RECORD_FILE,
     config_hash,
     hashed_config,

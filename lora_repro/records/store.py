@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from lora_repro.config import CONF_DIR
 from lora_repro.errors import UserError
 from lora_repro.paper.names import ADAPTER_LABELS, METHOD_LABELS, WEIGHT_ORDER
-from lora_repro.results.record import COMPLETED, RECORD_FILE, read_record
+from lora_repro.records.record import COMPLETED, RECORD_FILE, read_record
 
 __all__ = ["default_runs_dir", "load_predictions", "load_records", "method_label",
            "method_row_key", "targets_key"]
