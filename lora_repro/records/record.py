@@ -51,7 +51,7 @@ RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 IDENTITY_VERSION = 2
 HASHED_SECTIONS = ("task", "method", "model", "train", "seed", "setup")
 HASHED_DATA_KEYS = ("max_train_samples", "max_eval_samples", "subset_seed")
-UNHASHED_TRAIN_KEYS = ("per_device_batch_size", "num_threads", "eval_batch_size", "save_full_model")
+UNHASHED_TRAIN_KEYS = ("per_device_batch_size", "num_threads", "eval_batch_size", "save_full_model", "force")
 UNORDERED_METHOD_KEYS = ("targets",)
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "safetensors",
             "scikit-learn", "scipy", "numpy", "pandas", "lora-repro")

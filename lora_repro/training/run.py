@@ -1,8 +1,9 @@
 """One fine-tuning run, end to end: `lora-repro train task=... method=... model=... [overrides]`.
 
-`run(cfg)` reads top to bottom: validate and build everything that can fail on bad input (data,
-model, method) before anything is written, skip the run if its record is already `completed`,
-then train, and write the record. Returns the headline dev metric (best epoch) for sweepers.
+`run(cfg)` reads top to bottom: skip the run if its record is already `completed` (unless
+`train.force`), validate and build everything that can fail on bad input (settings, data, model, method)
+before anything is written, take the run folder's lock, then train and write the record. Returns the
+headline dev metric (best epoch) for sweepers.
 """
 
 from __future__ import annotations
@@ -192,16 +193,16 @@ def train_and_record(cfg: DictConfig, record: RunRecord | None, tokenizer, data:
 
 def run(cfg: DictConfig) -> float:
     """Run (or skip, if already completed) the fine-tuning described by `cfg`."""
-    done = completed_value(cfg)
+    done = None if cfg.train.force else completed_value(cfg)
     if done is not None:
-        log.info("skipping %s: already completed with this config", run_dir_for(cfg))
+        log.info("skipping %s: already completed with this config (train.force=true reruns it)", run_dir_for(cfg))
         return done
     tokenizer, data, model = build(cfg)
     with claim(run_dir_for(cfg)) as mine:
         if not mine:  # another process (a second copy of the sweep) is training this very run
             log.info("skipping %s: another process is running it", run_dir_for(cfg))
             return float("nan")
-        done = completed_value(cfg)  # it may have finished while this process was building
+        done = None if cfg.train.force else completed_value(cfg)  # it may have finished while this one built
         if done is not None:
             return done
         record = RunRecord.start(cfg, device_name()) if is_main_process() else None

@@ -118,6 +118,17 @@ def test_completed_run_is_skipped_and_running_one_is_redone(tmp_path, glue_dir, 
     assert is_completed(run_dir)
 
 
+def test_force_reruns_a_completed_run_in_its_own_folder(tmp_path, glue_dir):
+    cfg = tiny_run_cfg(tmp_path, glue_dir)
+    run(cfg)
+    before = (run_dir_for(cfg) / "record.json").stat()
+    forced = tiny_run_cfg(tmp_path, glue_dir, overrides=["train.force=true"])
+    assert run_dir_for(forced) == run_dir_for(cfg)  # the flag is not part of the run's identity
+    run(forced)
+    after = (run_dir_for(cfg) / "record.json").stat()
+    assert after.st_mtime_ns > before.st_mtime_ns and is_completed(run_dir_for(cfg))
+
+
 def test_interrupted_run_is_marked_failed_not_completed(tmp_path, glue_dir, monkeypatch):
     cfg = tiny_run_cfg(tmp_path, glue_dir)
 
