@@ -35,6 +35,8 @@ BAD_SETTINGS = [
     (["train.num_threads=-1"], "train.num_threads must be >= 1"),
     (["train.weight_decay=x"], "train.weight_decay must be a number"),
     (["seed=abc"], "seed must be a whole number, got 'abc'"),
+    (["task.headline_metric=dev/acuracy"], "task.headline_metric 'dev/acuracy' must be <split>/<metric>"),
+    (["task.headline_metric=accuracy"], "with a split of ['dev']"),
 ]
 
 

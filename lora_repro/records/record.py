@@ -9,6 +9,10 @@ Layout of `<runs_dir>/<task>/<model>/<method>/s<seed>-<hash>/`:
 
 Every file is written to a temporary name and renamed into place, and `record.json` says
 `completed` only after everything else is on disk, so a killed run never looks finished.
+
+`Record` is the schema of `record.json` (version `SCHEMA_VERSION`): it is checked when a record is
+written and when one is read, so every reader (the store and its reports, `eval`, `init_from`, `analyze`)
+can rely on the fields a record of its status must have.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
@@ -143,6 +148,85 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
+class EpochValue(BaseModel):
+    """The headline value of one epoch and every metric of that epoch."""
+
+    epoch: int
+    value: float
+    metrics: dict[str, float]
+
+
+class TrainInfo(BaseModel, extra="allow"):
+    """What a completed run measured (more fields, e.g. costs, are kept as they are)."""
+
+    headline_metric: str = Field(pattern=r"^[^/]+/[^/]+$")  # <split>/<metric>, e.g. dev/accuracy
+    final: EpochValue
+    best: EpochValue
+    epochs: list[dict[str, Any]]
+    params: dict[str, int]
+
+
+class Artifacts(BaseModel, extra="allow"):
+    """The files a completed run left beside its record (names relative to the run folder)."""
+
+    predictions: dict[str, str]
+    best_predictions: dict[str, str] | None = None  # absent in records older than best-epoch predictions
+    weights: str                                       # "" when none were kept (full_ft by default)
+    best_weights: str | None = None
+    lora_factors: str | None = None
+
+
+class RunInfo(BaseModel, extra="allow"):
+    """Where the run came from: its resolved and hashed config, code version, machine and times."""
+
+    config: dict[str, Any]
+    hashed_config: dict[str, Any]
+    started_at: str
+    finished_at: str | None
+
+
+class Record(BaseModel, extra="allow"):
+    """The schema of `record.json`: the fields every record has, and those its status requires."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    schema_version: Literal[1] = Field(alias="schema")
+    status: Literal["running", "completed", "failed"]
+    config_hash: str = Field(pattern=r"^[0-9a-f]{12}$")
+    run_info: RunInfo
+    train_info: dict[str, Any]
+    meta_info: dict[str, Any]
+    artifacts: dict[str, Any]
+
+
+class Failure(BaseModel, extra="allow"):
+    """What a failed run says: the one-line error."""
+
+    error: str
+
+
+# The parts a record's status requires beyond `Record` itself.
+STATUS_PARTS: dict[str, dict[str, type[BaseModel]]] = {
+    COMPLETED: {"train_info": TrainInfo, "artifacts": Artifacts}, FAILED: {"train_info": Failure}, RUNNING: {}}
+
+
+def check_record(payload: Any, where: Path) -> dict[str, Any]:
+    """`payload` if it fits `Record` and its status's parts, else a `UserError` naming the file and field."""
+    status = _validated(Record, payload, "", where).status
+    for key, model in STATUS_PARTS[status].items():
+        _validated(model, payload[key], f"{key}.", where)
+    return payload
+
+
+def _validated(model: type[BaseModel], value: Any, prefix: str, where: Path) -> Any:
+    try:
+        return model.model_validate(value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = prefix + ".".join(str(part) for part in first["loc"]) if first["loc"] else prefix or "the record"
+        raise UserError(f"{where} is not a valid lora-repro run record (schema {SCHEMA_VERSION}): {field}: "
+                        f"{first['msg']}; delete that run folder and rerun it") from None
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2, default=str) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text))
@@ -157,9 +241,7 @@ def read_record(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"no run record at {path}; pass a run folder written by `lora-repro train`") from None
     except json.JSONDecodeError as err:
         raise UserError(f"broken run record {path}: {err}; delete the folder and rerun that run") from None
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA_VERSION or "status" not in record:
-        raise UserError(f"{path} is not a lora-repro run record (schema {SCHEMA_VERSION}); delete it and rerun")
-    return record
+    return check_record(record, path)
 
 
 def is_completed(run_dir: Path) -> bool:
@@ -262,7 +344,8 @@ class RunRecord:
         return record
 
     def save(self) -> None:
-        write_json(self.run_dir / RECORD_FILE, self.payload)
+        path = self.run_dir / RECORD_FILE
+        write_json(path, check_record(self.payload, path))
 
     def finish(self, status: str, train_info: dict[str, Any], artifacts: dict[str, Any]) -> None:
         self.payload.update(status=status, train_info=train_info, artifacts=artifacts)

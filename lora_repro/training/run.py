@@ -84,6 +84,10 @@ def check_settings(cfg: DictConfig) -> None:
     for key, rule in TRAIN_NUMBERS.items():
         check_number(f"train.{key}", cfg.train[key], *rule)
     check_number("seed", cfg.seed, int, 0, None, False)
+    split, _, metric = str(cfg.task.headline_metric).partition("/")
+    if split not in cfg.task.eval_splits or metric not in cfg.task.metrics:
+        raise UserError(f"task.headline_metric {cfg.task.headline_metric!r} must be <split>/<metric> with a split of "
+                        f"{list(cfg.task.eval_splits)} and a metric of {list(cfg.task.metrics)}")
     check_method_config(cfg.method)
     precision_flags(cfg.train.precision)
     batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)

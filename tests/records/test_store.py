@@ -17,7 +17,7 @@ from omegaconf import DictConfig, open_dict
 from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, count_parameters
 from lora_repro.models import build_model
-from lora_repro.records.record import COMPLETED, FAILED, RECORD_FILE, RUNNING, RunRecord
+from lora_repro.records.record import COMPLETED, FAILED, RECORD_FILE, RUNNING, RunRecord, read_record
 from lora_repro.records.store import load_records, method_label, method_row_key, targets_key
 from tests.conftest import compose_config
 
@@ -144,3 +144,35 @@ def test_overlapping_folders_count_each_record_once(tmp_path):
     write_run(tmp_path, seed=0)
     write_run(tmp_path, "rte", seed=0)
     assert len(load_records([tmp_path, tmp_path / "sst2"])) == 2
+
+
+SCHEMA_BREAKS = [
+    (lambda r: r.pop("config_hash"), "config_hash"),
+    (lambda r: r.update(schema=0), "schema"),
+    (lambda r: r.update(status="done"), "status"),
+    (lambda r: r["train_info"].pop("best"), "best"),
+    (lambda r: r["train_info"].update(headline_metric="accuracy"), "headline_metric"),
+    (lambda r: r["train_info"]["best"].update(value="high"), "value"),
+    (lambda r: r["artifacts"].pop("predictions"), "predictions"),
+]
+
+
+@pytest.mark.parametrize(("damage", "field"), SCHEMA_BREAKS, ids=[f for _, f in SCHEMA_BREAKS])
+def test_a_record_is_checked_against_the_schema_when_read(tmp_path, damage, field):
+    run_dir = write_run(tmp_path)
+    record = json.loads((run_dir / RECORD_FILE).read_text())
+    damage(record)
+    (run_dir / RECORD_FILE).write_text(json.dumps(record))
+    with pytest.raises(UserError, match=f"{run_dir / RECORD_FILE} is not a valid lora-repro run record .*{field}"):
+        read_record(run_dir)
+
+
+def test_a_record_that_breaks_the_schema_is_never_written(tmp_path):
+    cfg = _config("sst2", "minilm", "lora", ()).copy()
+    with open_dict(cfg):
+        cfg.paths.runs_dir = str(tmp_path)
+    record = RunRecord.start(cfg, "cpu")
+    with pytest.raises(UserError, match="train_info"):
+        record.finish(COMPLETED, {"headline_metric": "dev/accuracy"}, {"predictions": {}, "weights": ""})
+    assert read_record(record.run_dir)["status"] == RUNNING  # the valid `running` record stays
+    assert [p.name for p in record.run_dir.iterdir()] == [RECORD_FILE]  # no temp file left behind
