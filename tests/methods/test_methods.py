@@ -5,6 +5,7 @@ Adding a method (or a variant worth covering) means adding a row to CASES, BAD_O
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from peft import PeftModel
+from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -273,3 +275,18 @@ def test_paper_parameter_counts_on_meta(model: str, overrides: tuple[str, ...], 
     prepared_model = apply_method(build_model(cfg.model, NUM_LABELS, "meta"), cfg.method, cfg.model)
     assert count_parameters(prepared_model, cfg.method).method == expected
     assert all(p.is_meta for p in prepared_model.parameters())  # nothing was allocated
+
+
+MERGEABLE = [("method=lora",), ("method=dora",), ("method=rslora",), ("method=pissa",), ("method=vera", "method.r=16"),
+             ("method=ia3",)]
+
+
+@pytest.mark.parametrize("overrides", MERGEABLE, ids=[o[0].split("=")[1] for o in MERGEABLE])
+def test_peft_methods_merge_into_the_weights_with_the_same_outputs(overrides: tuple[str, ...]) -> None:
+    # Zero inference latency, the paper's argument for LoRA, holds for a successor only if it merges exactly.
+    model_cfg = tiny_model_cfg("bert")
+    model = prepared(model_cfg, method_cfg(overrides))
+    train(model)
+    merged = copy.deepcopy(model).merge_and_unload()
+    assert not any(isinstance(m, BaseTunerLayer) for m in merged.modules())  # the plain architecture again
+    torch.testing.assert_close(logits(merged), logits(model), rtol=1e-5, atol=1e-5)
