@@ -1,9 +1,11 @@
 """Inference latency in the shape of the paper's Table 1: batch sizes x sequence lengths x model variants.
 
 Variants: the base model; LoRA unmerged (PEFT's forward, the extra B·A path on every adapted layer); LoRA
-merged into the weights (`merge_and_unload`: the plain architecture again); Houlsby and Pfeiffer adapters.
-LoRA's B and the adapters' up-projections start at zero, which would make merging trivially exact and the
-adapters the identity, so they are given small random values first, as training would.
+merged into the weights (`merge_and_unload`: the plain architecture again); Houlsby and Pfeiffer adapters;
+and each of LoRA's successors the bench times (DoRA, rsLoRA, PiSSA, VeRA, (IA)³), unmerged and merged.
+The update weights that start at zero (LoRA's B, the adapters' up-projections, VeRA's b) or at one ((IA)³'s
+vectors) would make merging trivially exact and the adapters the identity, so they are moved by small random
+values first, as training would.
 
 Each shape is timed on its own, the variants interleaved (`interleave`), under `torch.inference_mode` in eval
 mode. The first call of each variant is the warm-up and also gives the outputs compared between merged and
@@ -25,28 +27,41 @@ from torch import nn
 from lora_repro.bench.harness import build_backbone, build_method_model, random_inputs, synchronize
 from lora_repro.bench.timing import Budget, interleave, median, paired_ratio, ratio_noise, spread, timed
 
-__all__ = ["BASE", "LORA", "MERGED", "VARIANTS", "VARIANT_METHODS", "build_variants", "measure_latency"]
+__all__ = ["BASE", "LORA", "MERGED", "SUCCESSORS", "VARIANTS", "VARIANT_METHODS", "build_variants",
+           "measure_latency", "variant_methods"]
 
 BASE, LORA, MERGED = "base", "lora", "lora_merged"
-# Variant -> the method config it applies (None: the model as loaded).
-# Merged next to the base model: in most rounds the two then run back to back, the tightest pairing.
+MERGED_SUFFIX = "_merged"
+# Variant -> the method config it applies (None: the model as loaded); a `<method>_merged` variant is that
+# method merged into the weights. Merged next to the base model: in most rounds the two then run back to
+# back, the tightest pairing.
 VARIANT_METHODS: dict[str, str | None] = {BASE: None, MERGED: "lora", LORA: "lora", "houlsby": "houlsby",
                                           "pfeiffer": "pfeiffer"}
 VARIANTS = tuple(VARIANT_METHODS)
-# Names of the weights that start at zero, and the spread given to them (LoRA B, adapter up-projections).
-ZERO_INIT_MARKERS, TRAINED_STD = ("lora_B", "adapter_up"), 0.02
+# LoRA's successors, which PEFT merges like LoRA: timed unmerged and merged when the bench trains them.
+SUCCESSORS = ("dora", "rslora", "pissa", "vera", "ia3")
+# Update weights by name marker -> their start value, which training would have moved (std TRAINED_STD).
+UNTRAINED_START, TRAINED_STD = {"lora_B": 0.0, "adapter_up": 0.0, "vera_lambda_b": 0.0, "ia3_l": 1.0}, 0.02
 
 
-def build_variants(cfgs: Mapping[str, DictConfig], random_init: bool, device: str, seed: int
-                   ) -> dict[str, nn.Module]:
-    """Every variant in eval mode on `device`; `cfgs` holds the run configs of "lora", "houlsby", "pfeiffer"."""
+def variant_methods(methods: Sequence[str] = ()) -> dict[str, str | None]:
+    """The latency variants: `VARIANT_METHODS`, then each successor among `methods` unmerged and merged."""
+    successors = [m for m in SUCCESSORS if m in methods]
+    return {**VARIANT_METHODS, **{f"{m}{suffix}": m for m in successors for suffix in (MERGED_SUFFIX, "")}}
+
+
+def build_variants(cfgs: Mapping[str, DictConfig], random_init: bool, device: str, seed: int,
+                   variants: Mapping[str, str | None] = VARIANT_METHODS) -> dict[str, nn.Module]:
+    """Every variant in eval mode on `device`; `cfgs` holds the run config of each method `variants` apply."""
     generator = torch.Generator().manual_seed(seed)
-    models: dict[str, nn.Module] = {BASE: build_backbone(cfgs[VARIANT_METHODS[LORA]], random_init, device)}
-    for variant, method in VARIANT_METHODS.items():
-        if method is not None and variant != MERGED:
+    models: dict[str, nn.Module] = {BASE: build_backbone(cfgs[variants[LORA]], random_init, device)}
+    for variant, method in variants.items():
+        if method is not None and not variant.endswith(MERGED_SUFFIX):
             models[variant] = _trained_looking(build_method_model(cfgs[method], random_init, device), generator)
-    models[MERGED] = copy.deepcopy(models[LORA]).merge_and_unload()
-    return {variant: models[variant].eval() for variant in VARIANTS}
+    for variant, method in variants.items():
+        if variant.endswith(MERGED_SUFFIX):
+            models[variant] = copy.deepcopy(models[method]).merge_and_unload()
+    return {variant: models[variant].eval() for variant in variants}
 
 
 def measure_latency(models: Mapping[str, nn.Module], model_cfg: DictConfig, shapes: Sequence[tuple[int, int]],
@@ -56,7 +71,7 @@ def measure_latency(models: Mapping[str, nn.Module], model_cfg: DictConfig, shap
     Returns:
         One row per shape x variant: batch, seq_len, variant, median_ms, ratio_to_base (median of the
         per-round ratios), ratio_noise (its ~95% half-width), spread, rounds, and max_abs_diff (merged vs
-        unmerged logits, on the merged rows).
+        unmerged logits of the same method, on the merged rows).
     """
     rows = []
     deadline = time.perf_counter() + budget.seconds
@@ -66,7 +81,8 @@ def measure_latency(models: Mapping[str, nn.Module], model_cfg: DictConfig, shap
         inputs = random_inputs(model_cfg, batch, length, device, seed, labels=False)
         with torch.inference_mode():
             logits = {variant: model(**inputs).logits for variant, model in models.items()}  # the warm-up
-            diff = (logits[MERGED] - logits[LORA]).abs().max().item()
+            diffs = {variant: (logits[variant] - logits[variant.removesuffix(MERGED_SUFFIX)]).abs().max().item()
+                     for variant in models if variant.endswith(MERGED_SUFFIX)}
             calls = {variant: timed(partial(model, **inputs), partial(synchronize, device))
                      for variant, model in models.items()}
             samples = interleave(calls, Budget(share, budget.min_rounds, budget.max_rounds), warmup=0)
@@ -75,15 +91,16 @@ def measure_latency(models: Mapping[str, nn.Module], model_cfg: DictConfig, shap
                          "median_ms": 1000 * median(runs), "ratio_to_base": paired_ratio(runs, samples[BASE]),
                          "ratio_noise": ratio_noise(runs, samples[BASE]),
                          "spread": spread(runs), "rounds": len(runs),
-                         "max_abs_diff": diff if variant == MERGED else float("nan")})
+                         "max_abs_diff": diffs.get(variant, float("nan"))})
     return pd.DataFrame(rows)
 
 
 def _trained_looking(model: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Give the zero-initialised update weights small random values, as after some training."""
+    """Move the update weights off their start (zero or one) by small random values, as training would."""
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if any(marker in name for marker in ZERO_INIT_MARKERS):
-                values = torch.randn(param.shape, generator=generator) * TRAINED_STD
+            start = next((value for marker, value in UNTRAINED_START.items() if marker in name), None)
+            if start is not None:
+                values = start + torch.randn(param.shape, generator=generator) * TRAINED_STD
                 param.copy_(values.to(param.device, param.dtype))
     return model

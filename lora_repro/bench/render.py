@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lora_repro.bench.latency import BASE, MERGED, VARIANTS
+from lora_repro.bench.latency import BASE, MERGED
 from lora_repro.bench.profiling import PROFILE_ROUNDS
 from lora_repro.bench.runner import LORA, BenchResult
 from lora_repro.records.record import atomic_write
@@ -144,8 +144,9 @@ def latency_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def latency_notes(result: BenchResult) -> list[str]:
-    diff = result.latency["max_abs_diff"].max()
-    return [f"Merged vs unmerged LoRA: max |logit difference| over all shapes = {diff:.2e}."]
+    merged = result.latency.dropna(subset=["max_abs_diff"]).groupby("variant", sort=False)["max_abs_diff"].max()
+    diffs = ", ".join(f"{variant.removesuffix('_merged')} {diff:.2e}" for variant, diff in merged.items())
+    return [f"Merged vs unmerged, max |logit difference| over all shapes: {diffs}."]
 
 
 def figure(result: BenchResult) -> Figure:
@@ -164,7 +165,7 @@ def figure(result: BenchResult) -> Figure:
     lat = result.latency[result.latency["variant"] != BASE]
     shapes = lat.groupby(["batch", "seq_len"], sort=False).size().index
     labels = [f"{b} x {n}" for b, n in shapes]
-    _bars(axes[1, 1], labels, {v: lat.loc[lat["variant"] == v, "ratio_to_base"] for v in VARIANTS if v != BASE},
+    _bars(axes[1, 1], labels, {v: lat.loc[lat["variant"] == v, "ratio_to_base"] for v in dict.fromkeys(lat["variant"])},
           1.01, "latency / base model (batch x length)")
     axes[1, 1].set_xlim(left=0.9)  # the differences are percent: from 0 the bars would all look alike
     fig.suptitle(f"{result.spec.model}: cost per method ({environment_line(result).split(', commit')[0]})",

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.bench.checkpoints import FULL_MODEL, checkpoint_sizes
 from lora_repro.bench.harness import check_seq_len, environment, random_inputs, set_threads
-from lora_repro.bench.latency import VARIANT_METHODS, build_variants, measure_latency
+from lora_repro.bench.latency import build_variants, measure_latency, variant_methods
 from lora_repro.bench.memory import MemoryRequest, measure_peaks
 from lora_repro.bench.profiling import profile_steps
 from lora_repro.bench.timing import Budget, interleave, median, paired_ratio, ratio_noise, spread
@@ -83,7 +83,7 @@ class BenchResult:
 
 def needed_configs(spec: BenchSpec) -> list[str]:
     """Method configs the run needs: the timed methods and those the latency variants apply."""
-    extra = [m for m in VARIANT_METHODS.values() if m is not None and m not in spec.methods]
+    extra = [m for m in variant_methods(spec.methods).values() if m is not None and m not in spec.methods]
     return list(dict.fromkeys([*spec.methods, *extra]))
 
 
@@ -104,7 +104,7 @@ def run_bench(spec: BenchSpec, cfgs: Mapping[str, DictConfig], command: str) -> 
     training = training_table(trainees, samples, peaks, checkpoint_sizes(trainees), spec)
     del trainees
     gc.collect()
-    models = build_variants(cfgs, spec.random_init, spec.device, spec.seed)
+    models = build_variants(cfgs, spec.random_init, spec.device, spec.seed, variant_methods(spec.methods))
     latency = measure_latency(models, cfgs[LORA].model, spec.shapes, spec.latency_budget, spec.device, spec.seed)
     raw = {"training_samples": samples, "memory": peaks}
     return BenchResult(spec, environment(spec.device, command), training, latency, profile,

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 
 from lora_repro.bench import cli
 from lora_repro.bench.harness import random_inputs
-from lora_repro.bench.latency import BASE, LORA, MERGED, VARIANTS, build_variants
+from lora_repro.bench.latency import BASE, LORA, MERGED, SUCCESSORS, VARIANTS, build_variants, variant_methods
 from lora_repro.bench.render import targets, write_bench
 from lora_repro.bench.runner import BenchResult, BenchSpec, needed_configs, run_bench
 from lora_repro.bench.timing import Budget, interleave, paired_ratio
@@ -25,7 +25,7 @@ from lora_repro.methods import count_parameters
 from tests.conftest import compose_config, tiny_model_cfg
 
 # Small adapters: the tiny model's hidden size is 32, below the configs' bottleneck of 64.
-TINY_OVERRIDES = {"houlsby": ["method.bottleneck=4"], "pfeiffer": ["method.bottleneck=4"]}
+TINY_OVERRIDES = {"houlsby": ["method.bottleneck=4"], "pfeiffer": ["method.bottleneck=4"], "vera": ["method.r=16"]}
 SPEC = BenchSpec(model="tiny_bert", methods=("full_ft", "bitfit", "lora"), batch_size=4, seq_len=16,
                  latency_batches=(1, 2), latency_lengths=(8, 16), train_budget=Budget(0.5, 2, 2),
                  latency_budget=Budget(0.5, 2, 2), profile_top=3)
@@ -103,6 +103,19 @@ def test_merged_lora_equals_unmerged_and_is_not_trivially_the_base():
     assert (logits[MERGED] - logits[LORA]).abs().max() <= 1e-5
     assert (logits[LORA] - logits[BASE]).abs().max() > 1e-4  # the update is not zero, so merging is tested
     assert not any("lora_" in name for name, _ in models[MERGED].named_parameters())
+
+
+def test_successors_are_timed_unmerged_and_merged_and_merge_to_the_same_outputs():
+    variants = variant_methods(["full_ft", *SUCCESSORS])
+    assert list(variants)[:len(VARIANTS)] == list(VARIANTS)  # the paper's variants first, as before
+    models = build_variants(tiny_cfgs(sorted({m for m in variants.values() if m})), random_init=False, device="cpu",
+                            seed=0, variants=variants)
+    inputs = random_inputs(tiny_model_cfg("bert"), 3, 12, "cpu", seed=1, labels=False)
+    with torch.inference_mode():
+        logits = {name: model(**inputs).logits for name, model in models.items()}
+    for method in SUCCESSORS:
+        assert (logits[f"{method}_merged"] - logits[method]).abs().max() <= 1e-5, method
+        assert (logits[method] - logits[BASE]).abs().max() > 1e-4, method  # trained-looking, not the identity
 
 
 def test_lower_bound_has_no_parameter_gradients_but_runs_the_input_gradient_pass():
