@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
@@ -68,16 +67,17 @@ def lora_runs(paths: Sequence[Path]) -> tuple[list[LoraRun], list[Path]]:
     runs, without = [], []
     for row in rows.itertuples(index=False):
         folder = Path(row.path).parent
-        factors = _read_factors(folder)
+        record = read_record(folder)
+        factors = _read_factors(folder, record)
         if factors is None:
             without.append(folder)
             continue
-        runs.append(_lora_run(folder, factors))
+        runs.append(_lora_run(folder, record, factors))
     return runs, without
 
 
-def _read_factors(folder: Path) -> dict[str, torch.Tensor] | None:
-    artifacts = read_record(folder).get("artifacts", {})
+def _read_factors(folder: Path, record: dict) -> dict[str, torch.Tensor] | None:
+    artifacts = record["artifacts"]
     for name in (artifacts.get("lora_factors"), artifacts.get("weights") and WEIGHTS_FILE):
         if name and (folder / name).is_file():
             try:
@@ -88,8 +88,8 @@ def _read_factors(folder: Path) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def _lora_run(folder: Path, state: dict[str, torch.Tensor]) -> LoraRun:
-    config = read_record(folder)["run_info"]["config"]
+def _lora_run(folder: Path, record: dict, state: dict[str, torch.Tensor]) -> LoraRun:
+    config = record["run_info"]["config"]
     method, model_cfg = config["method"], OmegaConf.create(config["model"])
     modules, a, b = {}, {}, {}
     for key, tensor in state.items():
@@ -125,9 +125,3 @@ class Backbones:
             self._models[ident] = load_model(cfg, num_labels=2)
         module = self._models[ident].get_submodule(run.modules[key])
         return module.weight.detach().double().numpy()
-
-
-def runs_table(runs: Sequence[LoraRun]) -> pd.DataFrame:
-    """One row per run: task, model, targets, r, seed (for messages and counts)."""
-    return pd.DataFrame([{"task": r.task, "model": r.model, "targets": r.targets, "r": r.r, "seed": r.seed}
-                         for r in runs])
