@@ -14,6 +14,7 @@ from lora_repro.analysis.subspace import amplification
 from lora_repro.records.record import FACTORS_FILE, read_record, run_dir_for
 from lora_repro.training.evaluate import load_run
 from lora_repro.training.run import run
+from tests.conftest import write_tiny_glue
 from tests.training.test_run import tiny_run_cfg
 
 RUNS = [("2", "0"), ("4", "0"), ("4", "1")]  # (rank, seed): a rank pair at seed 0, a seed pair at rank 4
@@ -22,7 +23,6 @@ RUNS = [("2", "0"), ("4", "0"), ("4", "1")]  # (rank, seed): a rank pair at seed
 @pytest.fixture(scope="module")
 def lora_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("analyze")
-    from tests.conftest import write_tiny_glue
     glue = write_tiny_glue(root / "glue_data")
     cfgs = [tiny_run_cfg(root, glue, overrides=["method=lora", f"method.r={r}", f"seed={seed}",
                                                 "train.learning_rate=1e-2"]) for r, seed in RUNS]
