@@ -47,7 +47,7 @@ def apply(model: nn.Module, cfg: IA3Config, model_cfg: DictConfig) -> nn.Module:
     Raises:
         UserError: a target that is unknown or matches no Linear layer.
     """
-    layers = {target: linear_layers(model, "ia3", target, model_cfg) for target in cfg.targets}
-    names = sorted(name for found in layers.values() for name in found)
-    peft_cfg = PeftIA3Config(target_modules=names, feedforward_modules=sorted(layers.get(FFN, {})))
+    layers = linear_layers(model, "ia3", cfg.targets, model_cfg)
+    feedforward = linear_layers(model, "ia3", [FFN], model_cfg) if FFN in cfg.targets else {}
+    peft_cfg = PeftIA3Config(target_modules=sorted(layers), feedforward_modules=sorted(feedforward))
     return get_peft_model(model, peft_cfg)

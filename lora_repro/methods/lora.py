@@ -102,15 +102,12 @@ def apply(model: nn.Module, cfg: LoraConfig, model_cfg: DictConfig, *, method: s
         UserError: an unknown target, a target that matches no linear layer, or a rank larger than a
             targeted layer allows.
     """
-    layers = {}
-    for target in cfg.targets:
-        found = linear_layers(model, method, target, model_cfg)
-        for name, module in found.items():
-            bound = min(module.in_features, module.out_features)
-            if cfg.r > bound:
-                raise UserError(f"{method} rank r={cfg.r} is larger than layer {name} allows "
-                                f"({module.in_features} -> {module.out_features}): r must be <= {bound}")
-        layers.update(found)
+    layers = linear_layers(model, method, cfg.targets, model_cfg)
+    for name, module in layers.items():
+        bound = min(module.in_features, module.out_features)
+        if cfg.r > bound:
+            raise UserError(f"{method} rank r={cfg.r} is larger than layer {name} allows "
+                            f"({module.in_features} -> {module.out_features}): r must be <= {bound}")
     if any(module.weight.is_meta for module in layers.values()):
         peft_options = {**peft_options, "init_lora_weights": True}  # PiSSA's SVD needs weights; meta is counted only
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,

@@ -2,8 +2,8 @@
 
 Configs name weights as the paper does: `q`, `k`, `v`, `o` (the attention projections, mapped to this
 architecture's module-name suffixes by `model_cfg.lora_targets`) and `ffn` (the feed-forward block's output
-layer, found by the regex `model_cfg.adapter_sites.ffn`). `linear_layers` turns them into the full names of
-the `nn.Linear` modules they denote, checked before PEFT sees them: PEFT silently skips a target that matches
+layer, found by the regex `model_cfg.adapter_sites.ffn`). `linear_layers` turns a list of them into the full
+names of the `nn.Linear` modules they denote, checked before PEFT sees them: PEFT silently skips a target that matches
 nothing as long as another one matches. PEFT is then given these full names, so it adapts exactly them.
 """
 
@@ -26,19 +26,26 @@ def weight_names(model_cfg: DictConfig) -> list[str]:
     return [*model_cfg.lora_targets, FFN]
 
 
-def linear_layers(model: nn.Module, method: str, target: str, model_cfg: DictConfig) -> dict[str, nn.Linear]:
-    """The Linear layers (full name -> module) that the paper's weight name `target` denotes in `model`.
+def linear_layers(model: nn.Module, method: str, targets: list[str], model_cfg: DictConfig) -> dict[str, nn.Linear]:
+    """The Linear layers (full name -> module) that the paper's weight names `targets` denote in `model`.
 
     Args:
         model: the model before PEFT wraps it.
         method: the method's name, for the messages (e.g. "lora").
-        target: q, k, v, o or ffn.
+        targets: weight names among q, k, v, o and ffn.
         model_cfg: the model config (`lora_targets`, `adapter_sites.ffn`).
 
     Raises:
         UserError: an unknown weight name, or one whose pattern matches no module or a module that is not
             a Linear layer (the message names the model-config field to fix).
     """
+    layers: dict[str, nn.Linear] = {}
+    for target in targets:
+        layers.update(_target_layers(model, method, target, model_cfg))
+    return layers
+
+
+def _target_layers(model: nn.Module, method: str, target: str, model_cfg: DictConfig) -> dict[str, nn.Linear]:
     if target == FFN:
         field, pattern = "adapter_sites.ffn", model_cfg.adapter_sites.ffn
         matches = [(name, m) for name, m in model.named_modules() if re.search(pattern, name)]

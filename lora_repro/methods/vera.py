@@ -59,9 +59,7 @@ def apply(model: nn.Module, cfg: VeraConfig, model_cfg: DictConfig) -> nn.Module
     Raises:
         UserError: a target that is unknown or matches no Linear layer.
     """
-    layers = {}
-    for target in cfg.targets:
-        layers.update(linear_layers(model, "vera", target, model_cfg))
+    layers = linear_layers(model, "vera", cfg.targets, model_cfg)
     peft_cfg = PeftVeraConfig(r=cfg.r, target_modules=sorted(layers), projection_prng_key=cfg.projection_seed,
                               vera_dropout=cfg.dropout, d_initial=cfg.d_initial)
     return get_peft_model(model, peft_cfg)
