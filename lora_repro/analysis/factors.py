@@ -108,20 +108,32 @@ def _lora_run(folder: Path, record: dict, state: dict[str, torch.Tensor]) -> Lor
 
 
 class Backbones:
-    """The frozen weights W of the runs' backbones, each backbone loaded once."""
+    """The frozen weights W of the runs' backbones, each backbone loaded once and each W decomposed once."""
 
     def __init__(self) -> None:
         self._models: dict[str, torch.nn.Module] = {}
+        self._svds: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def weight(self, run: LoraRun, key: tuple[int, str]) -> np.ndarray:
         """The pretrained W under the LoRA factors `key` of `run`."""
         from lora_repro.models import load_model  # loads transformers' model classes: only when needed
 
-        cfg = run.model_cfg
-        # A random-init backbone is the run's own: training seeded it with the run's seed.
-        ident = f"{cfg.name}:{cfg.pretrained}" + (f":{run.seed}" if cfg.pretrained is None else "")
+        ident = self._ident(run)
         if ident not in self._models:
             set_seed(run.seed)
-            self._models[ident] = load_model(cfg, num_labels=2)
+            self._models[ident] = load_model(run.model_cfg, num_labels=2)
         module = self._models[ident].get_submodule(run.modules[key])
         return module.weight.detach().double().numpy()
+
+    def svd(self, run: LoraRun, key: tuple[int, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`np.linalg.svd` of `weight(run, key)` (thin): every run on the same backbone shares it."""
+        cache_key = (self._ident(run), run.modules[key])
+        if cache_key not in self._svds:
+            self._svds[cache_key] = np.linalg.svd(self.weight(run, key), full_matrices=False)
+        return self._svds[cache_key]
+
+    @staticmethod
+    def _ident(run: LoraRun) -> str:
+        cfg = run.model_cfg
+        # A random-init backbone is the run's own: training seeded it with the run's seed.
+        return f"{cfg.name}:{cfg.pretrained}" + (f":{run.seed}" if cfg.pretrained is None else "")

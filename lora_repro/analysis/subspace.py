@@ -52,7 +52,8 @@ class Amplification:
         return self.delta_norm / self.in_delta_dirs
 
 
-def amplification(delta: np.ndarray, weight: np.ndarray, r: int, seed: int = 0) -> Amplification:
+def amplification(delta: np.ndarray, weight: np.ndarray, r: int, seed: int = 0,
+                  weight_svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Amplification:
     """Table 7's projections of `weight` (d_out x d_in) onto `r` directions of `delta`, of itself and random ones.
 
     Args:
@@ -60,6 +61,7 @@ def amplification(delta: np.ndarray, weight: np.ndarray, r: int, seed: int = 0) 
         weight: the frozen pretrained W.
         r: how many singular directions (ΔW's rank, the LoRA rank).
         seed: seed of the random frames.
+        weight_svd: `np.linalg.svd(weight, full_matrices=False)`, if known (one W serves many runs).
     """
     delta, weight = np.asarray(delta, dtype=np.float64), np.asarray(weight, dtype=np.float64)
 
@@ -67,7 +69,7 @@ def amplification(delta: np.ndarray, weight: np.ndarray, r: int, seed: int = 0) 
         return float(np.linalg.norm(u.T @ weight @ v))
 
     du, _, dvh = np.linalg.svd(delta, full_matrices=False)
-    wu, _, wvh = np.linalg.svd(weight, full_matrices=False)
+    wu, _, wvh = weight_svd if weight_svd is not None else np.linalg.svd(weight, full_matrices=False)
     rng = np.random.default_rng(seed)
     ru = np.linalg.qr(rng.standard_normal((weight.shape[0], r)))[0]
     rv = np.linalg.qr(rng.standard_normal((weight.shape[1], r)))[0]

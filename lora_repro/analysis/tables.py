@@ -68,7 +68,8 @@ def amplifications(runs: Sequence[LoraRun], targets: str, backbones: Backbones) 
         if run.targets != targets:
             continue
         for key in sorted(run.a):
-            result = amplification(run.delta(key), backbones.weight(run, key), run.r, seed=run.seed)
+            result = amplification(run.delta(key), backbones.weight(run, key), run.r, seed=run.seed,
+                                   weight_svd=backbones.svd(run, key))
             rows.append({"task": run.task, "model": run.model, "r": run.r, "seed": run.seed, "layer": key[0],
                          "weight": key[1], "delta_norm": result.delta_norm, "weight_norm": result.weight_norm,
                          "in_delta_dirs": result.in_delta_dirs, "in_weight_dirs": result.in_weight_dirs,
