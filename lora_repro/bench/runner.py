@@ -43,7 +43,7 @@ LORA = "lora"
 
 @dataclass(frozen=True)
 class BenchSpec:
-    """What to measure and how long; the CLI's defaults are these (sized for about 15 minutes on 2 CPU cores)."""
+    """What to measure and how long; the CLI's defaults are these (about 18 min on 2 idle CPU cores)."""
 
     model: str = "minilm"
     methods: tuple[str, ...] = DEFAULT_METHODS
