@@ -6,7 +6,7 @@ ARGS ?=
 SWEEP = $(if $(DRY_RUN),lora-repro plan,lora-repro train -m) $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format mini mini-ranks mini-lr mini-successors analyze table2-roberta-base table2-roberta-large \
+.PHONY: help install demo test test-all lint format mini mini-ranks mini-lr mini-precision mini-successors analyze table2-roberta-base table2-roberta-large \
         table2-deberta-xxl table5 table6 report bench clean
 
 help: ## show the targets
@@ -43,6 +43,10 @@ mini-ranks: ## the Table 5 and 6 analogs on MiniLM (LoRA weight sets x ranks), t
 mini-lr: ## the mini's learning-rate search, run once (its winners are the mini's rates) -> results/mini/lr_search/
 	$(SWEEP) experiment=mini_lr $(ARGS)
 	$(if $(DRY_RUN),,lora-repro report lr_search)
+
+mini-precision: ## bf16 against fp32 on the CPU (MRPC, CoLA x FT, LoRA x 3 seeds), run before the mini moved to bf16 -> results/mini/precision/
+	$(SWEEP) experiment=mini_precision $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report precision)
 
 mini-successors: ## DoRA, rsLoRA, PiSSA, VeRA and (IA)^3 beside the mini's rows (SST-2, CoLA, 3 seeds) -> results/successors/
 	$(SWEEP) experiment=mini_successors $(ARGS)

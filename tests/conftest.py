@@ -93,3 +93,10 @@ def write_tiny_glue(root: Path, n_train: int = 48, n_dev: int = 24) -> Path:
 @pytest.fixture
 def glue_dir(tmp_path: Path) -> Path:
     return write_tiny_glue(tmp_path / "glue_data")
+
+
+def run_dir_for(cfg: DictConfig) -> Path:
+    """Where `lora-repro train` keeps the run of the composed config `cfg` (its identity, as the CLI computes it)."""
+    from lora_repro.records.identity import RunId, run_config
+
+    return RunId.of(run_config(cfg)).run_dir

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 import datasets
 from omegaconf import DictConfig, OmegaConf
 
-from lora_repro.data.tasks import TEXT_COLUMNS, TRAIN, check_subset_sizes, load_raw, source_identity
+from lora_repro.data.tasks import (
+    SELECT,
+    TEXT_COLUMNS,
+    TRAIN,
+    check_subset_sizes,
+    data_identity,
+    load_raw,
+    selection_protocol,
+)
 from lora_repro.errors import UserError
 
 if TYPE_CHECKING:
@@ -35,7 +43,7 @@ MIN_SEQ_LENGTH = 8
 # Tokenizers with no known limit report model_max_length = int(1e30); anything above this means "no limit".
 _NO_LIMIT = 1_000_000
 # Bump when the tokenization below changes, so that caches written by older code are not reused.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 # The task config keys that change the data (the rest, e.g. metrics or hyperparameters, do not).
 _TASK_DATA_KEYS = ("name", "glue_dir_name", "hub_config", "text_fields", "label_names", "eval_splits", "tsv")
 
@@ -45,7 +53,8 @@ class GlueData:
     """The tokenized splits of one task, ready for a `DataCollatorWithPadding`."""
 
     train: datasets.Dataset
-    evals: dict[str, datasets.Dataset]  # keyed by eval split name: "dev", or "matched"/"mismatched"
+    # Keyed by eval split name: "dev", or "matched"/"mismatched"; first "select" under a selection protocol.
+    evals: dict[str, datasets.Dataset]
     num_labels: int  # 1 for regression (STS-B)
     is_regression: bool
 
@@ -80,7 +89,8 @@ def build_datasets(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer: PreTra
     # Read back from disk on both paths, so a fresh build and a cache hit return the same thing.
     splits = datasets.load_from_disk(str(path))
     regression = task_cfg.label_names is None
-    return GlueData(train=splits[TRAIN], evals={name: splits[name] for name in task_cfg.eval_splits},
+    evals = [SELECT] * (SELECT in splits) + list(task_cfg.eval_splits)
+    return GlueData(train=splits[TRAIN], evals={name: splits[name] for name in evals},
                     num_labels=1 if regression else len(task_cfg.label_names), is_regression=regression)
 
 
@@ -103,10 +113,11 @@ def cache_key(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer: PreTrainedT
     identity = {
         "format": _CACHE_FORMAT,
         "task": {key: task[key] for key in _TASK_DATA_KEYS},
-        "source": source_identity(task_cfg, data_cfg),
+        "source": data_identity(task_cfg, data_cfg),  # content, not size and mtime: an edited file is new data
         "tokenizer": [type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer)],
         "max_seq_length": max_seq_length,
         "subset": [data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.subset_seed],
+        "selection": [selection_protocol(task_cfg, data_cfg), data_cfg.selection_rows, data_cfg.selection_seed],
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return f"{task_cfg.name}-{digest}"

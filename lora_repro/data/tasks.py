@@ -22,7 +22,16 @@ from omegaconf import DictConfig
 from lora_repro.errors import UserError
 
 TRAIN = "train"
+SELECT = "select"  # the eval split that makes every choice from data (epoch, learning rate), when there is one
 TEXT_COLUMNS = ("text_a", "text_b")
+# The selection protocols (`data.selection`); see `selection_protocol`.
+NO_SELECTION, DEV_HALF, TRAIN_HOLDOUT, AUTO = "none", "dev_half", "train_holdout", "auto"
+SELECTIONS = (NO_SELECTION, DEV_HALF, TRAIN_HOLDOUT, AUTO)
+# `auto`: tasks with fewer training rows than this split dev in half, larger ones hold out training rows
+# (Mahabadi et al. 2021, Compacter, Sec. 4; followed by later PEFT papers).
+SMALL_TASK_ROWS = 10_000
+# STS-B scores are stratified by these bins ([0, 1), [1, 2), ... [4, 5]) when its dev set is halved.
+SCORE_BINS = (1.0, 2.0, 3.0, 4.0)
 
 
 def load_raw(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.Dataset]:
@@ -35,6 +44,9 @@ def load_raw(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.D
     Returns:
         `"train"` plus every key of `task_cfg.eval_splits`, each with columns `idx`, `text_a`,
         (`text_b`,) `label`, cut to `max_train_samples` / `max_eval_samples` rows when those are set.
+        Under a selection protocol (`data.selection`, resolved by `selection_protocol`) also `"select"`:
+        half of dev (`dev_half`, the other half stays the eval split) or training rows that are never
+        trained on (`train_holdout`). `idx` is always the row's index in its source file.
 
     Raises:
         UserError: Missing or corrupt files, an unreachable hub, or a subset size that is not positive.
@@ -44,11 +56,72 @@ def load_raw(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.D
         splits = _load_hub(task_cfg, data_cfg)
     else:
         splits = {name: _read_tsv(path, task_cfg) for name, path in task_files(task_cfg, data_cfg).items()}
+    splits = split_selection(splits, selection_protocol(task_cfg, data_cfg), data_cfg, task_cfg.label_names is None)
     return {
         name: _subset(ds, data_cfg.max_train_samples if name == TRAIN else data_cfg.max_eval_samples,
                       data_cfg.subset_seed)
         for name, ds in splits.items()
     }
+
+
+def selection_protocol(task_cfg: DictConfig, data_cfg: DictConfig) -> str:
+    """The concrete protocol `data.selection` names for this task: none, dev_half or train_holdout.
+
+    `auto` follows Mahabadi et al. (2021): a task with fewer than `SMALL_TASK_ROWS` training rows (its official
+    size, `task.num_examples.train`) has too few to spare, so half of its dev set selects and the other half
+    reports; a larger task holds out `data.selection_rows` training rows to select on and reports all of dev.
+
+    Raises:
+        UserError: An unknown protocol, or dev_half on a task with more than one dev set (MNLI).
+    """
+    protocol = data_cfg.selection
+    if protocol not in SELECTIONS:
+        raise UserError(f"unknown data.selection {protocol!r}; choose one of: {', '.join(SELECTIONS)}")
+    if protocol == AUTO:
+        protocol = DEV_HALF if task_cfg.num_examples.train < SMALL_TASK_ROWS else TRAIN_HOLDOUT
+    if protocol == DEV_HALF and len(task_cfg.eval_splits) != 1:
+        raise UserError(f"data.selection=dev_half halves one dev set, but {task_cfg.name} has "
+                        f"{len(task_cfg.eval_splits)} ({', '.join(task_cfg.eval_splits)}); use train_holdout")
+    rows = data_cfg.selection_rows
+    if protocol == TRAIN_HOLDOUT and (not isinstance(rows, int) or isinstance(rows, bool) or rows < 1):
+        raise UserError(f"data.selection_rows must be a positive number of training rows, got {rows!r}")
+    return protocol
+
+
+def selection_metric(task_cfg: DictConfig, data_cfg: DictConfig) -> str:
+    """The metric that picks a run's reported epoch: the headline metric on the selection split, if there is one."""
+    if data_cfg.selection == NO_SELECTION:
+        return task_cfg.headline_metric
+    return f"{SELECT}/{task_cfg.headline_metric.partition('/')[2]}"
+
+
+def split_selection(splits: dict[str, datasets.Dataset], protocol: str, data_cfg: DictConfig, regression: bool
+                    ) -> dict[str, datasets.Dataset]:
+    """`splits` with a `select` split carved out as `protocol` says (seeded by `data.selection_seed`).
+
+    dev_half takes half of every label (every score bin for regression) of the one dev set, so both halves
+    keep dev's class balance; train_holdout takes `data.selection_rows` training rows at random, before any
+    training subset is drawn from the rest.
+    """
+    if protocol == NO_SELECTION:
+        return splits
+    rng = np.random.default_rng(data_cfg.selection_seed)
+    if protocol == TRAIN_HOLDOUT:
+        train = splits[TRAIN]
+        if data_cfg.selection_rows >= len(train):
+            raise UserError(f"data.selection_rows={data_cfg.selection_rows} leaves no training rows of {len(train)}")
+        held = np.zeros(len(train), dtype=bool)
+        held[rng.choice(len(train), size=data_cfg.selection_rows, replace=False)] = True
+        return {TRAIN: train.select(np.flatnonzero(~held)), SELECT: train.select(np.flatnonzero(held)),
+                **{name: ds for name, ds in splits.items() if name != TRAIN}}
+    (name, dev), = ((name, ds) for name, ds in splits.items() if name != TRAIN)
+    labels = np.asarray(dev["label"])
+    strata = np.digitize(labels, SCORE_BINS) if regression else labels
+    chosen = np.zeros(len(dev), dtype=bool)
+    for stratum in np.unique(strata):
+        rows = rng.permutation(np.flatnonzero(strata == stratum))
+        chosen[rows[: len(rows) // 2]] = True
+    return {TRAIN: splits[TRAIN], SELECT: dev.select(np.flatnonzero(chosen)), name: dev.select(np.flatnonzero(~chosen))}
 
 
 def check_subset_sizes(data_cfg: DictConfig) -> None:
@@ -80,23 +153,12 @@ def task_files(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, Path]:
     return files
 
 
-def source_identity(task_cfg: DictConfig, data_cfg: DictConfig) -> list:
-    """Describe where the raw data comes from, so that a cache built from it can be keyed on it.
-
-    Local files are identified by path, size and modification time rather than a content hash:
-    MNLI's train.tsv is 410 MB, and hashing it on every run would cost seconds for nothing.
-    """
-    if _uses_hub(data_cfg):
-        return ["hub", data_cfg.hub_dataset, task_cfg.hub_config]
-    return [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
-            for path in task_files(task_cfg, data_cfg).values()]
-
-
 def data_identity(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, str]:
     """What identifies a task's raw data on any machine: each local file's SHA-256, or the hub dataset.
 
-    Part of every run's identity (`lora_repro.records.record.hashed_config`), so that runs on different data
-    are never taken for one another, and runs on the same files match across machines and folders.
+    Part of every run's identity (`lora_repro.records.record.hashed_config`) and of the tokenized cache's key,
+    so that runs on different data are never taken for one another, a cache is never reused for edited files
+    (whatever their size and modification time), and runs on the same files match across machines and folders.
 
     Raises:
         UserError: A local file is missing (the message says how to point at the data).

@@ -1,8 +1,11 @@
 """`lora-repro migrate DIR ...`: give older run records today's identity (config hash) and folder name.
 
-Run identities changed once (version 2: numbers compared as numbers, LoRA weight sets as sets, settings
-that do not change the result left out, the data files' checksums in). A record's resolved config is
-all it takes to recompute its identity; its folder is renamed to match, so that sweeps skip it again.
+Run identities changed twice (version 2: numbers compared as numbers, LoRA weight sets as sets, settings
+that do not change the result left out, the data files' checksums in; version 3: the precision as computed,
+not `auto`, the selection split, and no method default rate beside the rate that trained). A version-2 record
+with `train.precision: auto` ran in fp32 on a CPU (auto was fp32 there); one from a GPU cannot be migrated.
+A record's resolved config is all it takes to recompute its identity; its folder is renamed to match, so that
+sweeps skip it again.
 The data checksums are those of the files in the record's data.glue_dir, or in GLUE_DIR when that
 folder is not on this machine.
 """
@@ -17,14 +20,8 @@ from pathlib import Path
 from omegaconf import OmegaConf, open_dict
 
 from lora_repro.errors import UserError
-from lora_repro.records.record import (
-    RECORD_FILE,
-    config_hash,
-    hashed_config,
-    is_completed,
-    read_record,
-    write_json,
-)
+from lora_repro.records.identity import RunId, run_folder_name
+from lora_repro.records.record import RECORD_FILE, is_completed, read_record, write_json
 
 __all__ = ["main", "migrate_run"]
 
@@ -41,8 +38,18 @@ def migrate_run(run_dir: Path) -> Path:
     if stored and not Path(stored).is_dir() and os.environ.get("GLUE_DIR"):  # recorded elsewhere: the data here
         with open_dict(cfg):
             cfg.data.glue_dir = os.environ["GLUE_DIR"]
-    new_hash = config_hash(cfg)
-    target = run_dir.with_name(f"s{cfg.seed}-{new_hash}")
+    with open_dict(cfg):
+        if cfg.train.precision == "auto":
+            if record["run_info"].get("device") != "cpu":
+                raise UserError(f"{run_dir} ran with train.precision=auto on {record['run_info'].get('device')}, "
+                                "which does not say whether it computed in bf16; rerun that run")
+            cfg.train.precision = "fp32"
+        cfg.method.pop("learning_rate", None)
+        cfg.data.setdefault("selection", "none")
+        record["run_info"]["config"] = OmegaConf.to_container(cfg)
+    run = RunId.of(cfg)
+    new_hash = run.hash
+    target = run_dir.with_name(run_folder_name(cfg.seed, new_hash))
     if record["config_hash"] == new_hash and target == run_dir:
         return run_dir
     if target.exists() and target != run_dir:
@@ -50,7 +57,7 @@ def migrate_run(run_dir: Path) -> Path:
             raise UserError(f"{target} already holds this run; delete one of {target} and {run_dir}")
         os.rename(target, target.with_name(target.name + ".superseded"))  # an unfinished attempt, kept aside
     record["config_hash"] = new_hash
-    record["run_info"]["hashed_config"] = hashed_config(cfg)
+    record["run_info"]["hashed_config"] = run.hashed_config
     write_json(run_dir / RECORD_FILE, record)
     os.rename(run_dir, target)
     return target

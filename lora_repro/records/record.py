@@ -1,4 +1,4 @@
-"""The run record: one self-describing folder per run, named after a hash of the run's config.
+"""The run record: one self-describing folder per run, named after its identity (`records.identity`).
 
 Layout of `<runs_dir>/<task>/<model>/<method>/s<seed>-<hash>/`:
     record.json                   status, resolved config, metrics per epoch, counts, costs, versions
@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import platform
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -38,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
+from lora_repro.records.identity import RunId
 
 RECORD_FILE = "record.json"
 LOCK_FILE = ".lock"
@@ -45,67 +45,13 @@ WEIGHTS_FILE = "trained_weights.safetensors"
 BEST_WEIGHTS_FILE = "trained_weights_best.safetensors"  # the best epoch's, when it is not the final one
 # LoRA's A and B of the final epoch in fp16: small enough to commit, all `lora-repro analyze` needs.
 FACTORS_FILE = "lora_factors.safetensors"
+# Every epoch's logits on every eval split (selection and report): the bootstrap re-selects the epoch from them.
+EPOCH_LOGITS_FILE = "epoch_logits.npz"
 SCHEMA_VERSION = 1
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
-# A run's identity (its config hash) covers exactly what decides its result: the task, model, method,
-# training settings, seed and setup, and the data itself (each local file's SHA-256). Not paths, loggers,
-# Hydra's settings, or how the computation is laid out on the hardware. Numbers are compared as numbers
-# (alpha 16 = 16.0) and LoRA's weight set as a set ([v,q] = [q,v]). Version 1 records (before this rule)
-# are carried over by `lora-repro migrate`.
-IDENTITY_VERSION = 2
-HASHED_SECTIONS = ("task", "method", "model", "train", "seed", "setup")
-HASHED_DATA_KEYS = ("max_train_samples", "max_eval_samples", "subset_seed")
-UNHASHED_TRAIN_KEYS = ("per_device_batch_size", "num_threads", "eval_batch_size", "save_full_model", "force")
-UNORDERED_METHOD_KEYS = ("targets",)
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "safetensors",
             "scikit-learn", "scipy", "numpy", "pandas", "lora-repro")
-
-
-def canonical(value: Any) -> Any:
-    """`value` with every number as a float (bools and strings kept), so that 16 and 16.0 hash alike.
-
-    Settings that are unset (null or an empty mapping) are left out: a setting added later with an
-    unset default does not change the identity of the runs made before it existed.
-    """
-    if isinstance(value, dict):
-        return {key: canonical(item) for key, item in value.items() if item is not None and item != {}}
-    if isinstance(value, list):
-        return [canonical(item) for item in value]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def hashed_config(cfg: DictConfig) -> dict[str, Any]:
-    """The part of a resolved config that determines the run's result, in canonical form.
-
-    Raises:
-        UserError: The task's local data files are missing (their checksums are part of the identity).
-    """
-    from lora_repro.data.tasks import data_identity  # reads the data files' checksums
-
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    hashed = {key: resolved[key] for key in HASHED_SECTIONS}
-    hashed["train"] = {k: v for k, v in hashed["train"].items() if k not in UNHASHED_TRAIN_KEYS}
-    for key in UNORDERED_METHOD_KEYS:
-        if isinstance(hashed["method"].get(key), list):
-            hashed["method"][key] = sorted(set(hashed["method"][key]))
-    data = {key: resolved["data"][key] for key in HASHED_DATA_KEYS}
-    data["files"] = data_identity(cfg.task, cfg.data)
-    return canonical({**hashed, "data": data, "identity_version": IDENTITY_VERSION})
-
-
-def config_hash(cfg: DictConfig) -> str:
-    """A stable 12-hex-digit hash of `hashed_config(cfg)`."""
-    text = json.dumps(hashed_config(cfg), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def run_dir_for(cfg: DictConfig) -> Path:
-    """Where the run of `cfg` keeps its record: a deterministic function of the config."""
-    name = f"s{cfg.seed}-{config_hash(cfg)}"
-    return Path(cfg.paths.runs_dir) / cfg.task.name / cfg.model.name / cfg.method.name / name
 
 
 @contextlib.contextmanager
@@ -161,7 +107,9 @@ class TrainInfo(BaseModel, extra="allow"):
 
     headline_metric: str = Field(pattern=r"^[^/]+/[^/]+$")  # <split>/<metric>, e.g. dev/accuracy
     final: EpochValue
-    best: EpochValue
+    best: EpochValue  # the reported epoch: chosen on the selection split (on the report split without one)
+    report_best: EpochValue | None = None  # the paper's convention: the epoch the report split likes best
+    selection_metric: str | None = None  # absent in records from before the selection split
     epochs: list[dict[str, Any]]
     params: dict[str, int]
 
@@ -174,6 +122,7 @@ class Artifacts(BaseModel, extra="allow"):
     weights: str                                       # "" when none were kept (full_ft by default)
     best_weights: str | None = None
     lora_factors: str | None = None
+    epoch_logits: str | None = None  # absent in records from before per-epoch logits were kept
 
 
 class RunInfo(BaseModel, extra="allow"):
@@ -252,29 +201,27 @@ def is_completed(run_dir: Path) -> bool:
         return False
 
 
-def reusable_run(cfg: DictConfig) -> Path | None:
-    """A completed run of exactly `cfg` (same config hash) in one of `paths.reuse_runs_dirs`, if any.
+def reusable_run(run: RunId, reuse_runs_dirs: Sequence[str | Path]) -> Path | None:
+    """A completed run of the same identity in one of `reuse_runs_dirs` (`paths.reuse_runs_dirs`), if any.
 
     One experiment can build on another's runs (the mini's seed-0 runs are the learning-rate search's
-    winners); the hash guarantees that the run is the one `cfg` asks for.
+    winners); the hash guarantees that the run is the one asked for.
     """
-    own = run_dir_for(cfg)
-    relative = own.relative_to(cfg.paths.runs_dir)
-    for folder in cfg.paths.get("reuse_runs_dirs") or ():
-        candidate = Path(folder) / relative
-        if candidate.resolve() != own.resolve() and is_completed(candidate):
+    for folder in reuse_runs_dirs:
+        candidate = Path(folder) / run.relative_dir
+        if candidate.resolve() != run.run_dir.resolve() and is_completed(candidate):
             return candidate
     return None
 
 
-def completed_value(cfg: DictConfig) -> float | None:
-    """The headline value of `cfg`'s run if its record is already `completed` (resume), else None.
+def completed_value(run: RunId, reuse_runs_dirs: Sequence[str | Path] = ()) -> float | None:
+    """The headline value of `run` if its record is already `completed` (resume), else None.
 
-    A completed copy in `paths.reuse_runs_dirs` is copied into this run's folder first, so every
+    A completed copy in `reuse_runs_dirs` is copied into this run's folder first, so every
     experiment's folder holds all of its records.
     """
-    run_dir = run_dir_for(cfg)
-    source = None if is_completed(run_dir) or not is_main_process() else reusable_run(cfg)
+    run_dir = run.run_dir
+    source = None if is_completed(run_dir) or not is_main_process() else reusable_run(run, reuse_runs_dirs)
     if source is not None:
         tmp = run_dir.with_name(f".{run_dir.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -319,16 +266,15 @@ class RunRecord:
     payload: dict[str, Any]
 
     @classmethod
-    def start(cls, cfg: DictConfig, device: str) -> RunRecord:
-        """Write a `running` record for `cfg` (after all input has been validated)."""
-        run_dir = run_dir_for(cfg)
+    def start(cls, cfg: DictConfig, run: RunId, device: str) -> RunRecord:
+        """Write a `running` record for the run config `cfg` of `run` (after all input has been validated)."""
         payload = {
             "schema": SCHEMA_VERSION,
             "status": RUNNING,
-            "config_hash": config_hash(cfg),
+            "config_hash": run.hash,
             "run_info": {
                 "config": OmegaConf.to_container(cfg, resolve=True),
-                "hashed_config": hashed_config(cfg),
+                "hashed_config": run.hashed_config,
                 "git_commit": git_commit(),
                 "device": device,
                 "host": platform.node(),
@@ -339,7 +285,7 @@ class RunRecord:
             "meta_info": {"packages": package_versions()},
             "artifacts": {},
         }
-        record = cls(run_dir, payload)
+        record = cls(run.run_dir, payload)
         record.save()
         return record
 

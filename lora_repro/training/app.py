@@ -20,7 +20,8 @@ from omegaconf import DictConfig
 
 from lora_repro.config import CONF_DIR
 from lora_repro.errors import EXIT_USER_ERROR, UserError
-from lora_repro.records.record import completed_value, run_dir_for
+from lora_repro.records.identity import RunId, run_config
+from lora_repro.records.record import completed_value
 from lora_repro.training.sweep_summary import FAILED_SWEEPS, write_outcome
 
 _job_started = False
@@ -66,15 +67,17 @@ def train(cfg: DictConfig) -> float:
     # In a sweep a failing run is recorded and reported at the end, and the other runs go on.
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        done = completed_value(cfg)
-        if done is not None:  # resume without paying for torch/transformers imports
-            print(f"skipping {run_dir_for(cfg)}: already completed with this config")
+        cfg = run_config(cfg)
+        run_id = RunId.of(cfg)  # computed once, passed on
+        done = None if cfg.train.force else completed_value(run_id, cfg.paths.reuse_runs_dirs)
+        if done is not None:  # resume without paying for transformers imports
+            print(f"skipping {run_id.run_dir}: already completed with this config (train.force=true reruns it)")
             if sweep:
                 write_outcome("skipped")
             return done
         from lora_repro.training.run import run  # heavy imports only for a run that trains
 
-        value = run(cfg)
+        value = run(cfg, run_id)
     except Exception as err:
         if sweep:
             log.error("run failed: %s: %s", type(err).__name__, err)

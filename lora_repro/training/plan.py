@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from lora_repro.config import compose_config, config_context
 from lora_repro.errors import UserError
 from lora_repro.models import meta_counts
-from lora_repro.records.record import read_record, reusable_run, run_dir_for
+from lora_repro.records.identity import RunId, run_config
+from lora_repro.records.record import read_record, reusable_run
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,10 @@ def run_status(run_dir: Path) -> str:
         return "broken"
 
 
-def plan_status(cfg: DictConfig, run_dir: Path) -> str:
+def plan_status(run_id: RunId, reuse_runs_dirs: list[str]) -> str:
     """`run_status`, or `reusable` when another experiment's identical run will be copied (paths.reuse_runs_dirs)."""
-    status = run_status(run_dir)
-    return "reusable" if status != "completed" and reusable_run(cfg) is not None else status
+    status = run_status(run_id.run_dir)
+    return "reusable" if status != "completed" and reusable_run(run_id, reuse_runs_dirs) is not None else status
 
 
 def matmul_flops_per_second() -> float:
@@ -114,17 +115,19 @@ def plan(overrides: list[str]) -> pd.DataFrame:
         if key not in counted:
             counted[key] = meta_counts(cfg)
         try:
-            run_dir = run_dir_for(cfg)
-            status = plan_status(cfg, run_dir)
+            resolved = run_config(cfg)
+            run_id = RunId.of(resolved)
+            run_dir, status = run_id.run_dir, plan_status(run_id, cfg.paths.reuse_runs_dirs)
+            precision = resolved.train.precision
         except UserError as err:  # its data is not on this machine (yet): a plan is still worth showing
-            run_dir, status = None, "no data"
+            run_dir, status, precision = None, "no data", cfg.train.precision
             if str(err) not in warned:
                 warned.add(str(err))
                 log.warning("%s", err)
         rows.append({"task": cfg.task.name, "model": cfg.model.name, "method": cfg.method.name,
                      "method_config": " ".join(job_method_overrides(cfg)), "seed": cfg.seed,
                      "lr": cfg.train.learning_rate, "batch": cfg.train.batch_size, "epochs": cfg.train.epochs,
-                     "max_len": cfg.train.max_seq_length, "init_from": cfg.train.init_from,
+                     "max_len": cfg.train.max_seq_length, "precision": precision, "init_from": cfg.train.init_from,
                      "method_params": counted[key].method, "status": status,
                      "pflops": estimated_flops(cfg, counted[key].total) / 1e15, "run_dir": str(run_dir)})
     return pd.DataFrame(rows)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
@@ -22,15 +24,18 @@ from safetensors.torch import save_file
 from transformers import set_seed
 
 from lora_repro.data.glue import GlueData, build_datasets
+from lora_repro.data.tasks import SELECT, selection_metric
 from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
 from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
+from lora_repro.records.identity import RunId, run_config
 from lora_repro.records.record import (
     BEST_WEIGHTS_FILE,
     COMPLETED,
+    EPOCH_LOGITS_FILE,
     FACTORS_FILE,
     FAILED,
     WEIGHTS_FILE,
@@ -38,7 +43,6 @@ from lora_repro.records.record import (
     atomic_write,
     claim,
     completed_value,
-    run_dir_for,
 )
 from lora_repro.training.init_from import load_init_weights
 from lora_repro.training.trainer import (
@@ -47,7 +51,6 @@ from lora_repro.training.trainer import (
     device_name,
     fit,
     peak_memory_bytes,
-    precision_flags,
 )
 
 log = logging.getLogger(__name__)
@@ -70,8 +73,8 @@ def check_number(name: str, value: object, kind: type, low: float, high: float |
     if value is None and nullable:
         return
     accepted = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, accepted):
-        what = "a whole number" if kind is int else "a number"
+    if isinstance(value, bool) or not isinstance(value, accepted) or not math.isfinite(value):
+        what = "a whole number" if kind is int else "a finite number"
         raise UserError(f"{name} must be {what}{' or null' if nullable else ''}, got {value!r}")
     exclusive = name in EXCLUSIVE_LOW
     if value < low or (exclusive and value == low) or (high is not None and value > high):
@@ -89,7 +92,6 @@ def check_settings(cfg: DictConfig) -> None:
         raise UserError(f"task.headline_metric {cfg.task.headline_metric!r} must be <split>/<metric> with a split of "
                         f"{list(cfg.task.eval_splits)} and a metric of {list(cfg.task.metrics)}")
     check_method_config(cfg.method)
-    precision_flags(cfg.train.precision)
     batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
 
 
@@ -108,23 +110,44 @@ def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
     return tokenizer, data, model
 
 
-def summarize(epoch_log: EpochLog, headline: str) -> dict[str, Any]:
-    """Final and best-epoch values of the headline metric, plus all metrics of both epochs."""
+def check_finite(epochs: list[dict[str, Any]]) -> None:
+    """Raise unless every epoch's train loss and metrics are finite (a diverged run is `failed`, never `completed`)."""
+    for epoch in epochs:
+        values = {"train_loss": epoch["train_loss"], **epoch["metrics"]}
+        bad = {name: value for name, value in values.items() if value is not None and not math.isfinite(value)}
+        if bad:
+            raise RuntimeError(f"the run diverged: at epoch {epoch['epoch']} " +
+                               ", ".join(f"{name} = {value}" for name, value in bad.items()))
+
+
+def summarize(epoch_log: EpochLog, headline: str, chosen_by: str) -> dict[str, Any]:
+    """The reported, final and paper-convention epochs, each with its headline value and every metric.
+
+    `best` is the epoch `chosen_by` (the selection split's metric) picks, `report_best` the one the report split
+    itself likes best (the paper's convention, shown as a labelled view). Ties go to the earlier epoch.
+    """
     epochs = epoch_log.epochs
-    best = max(epochs, key=lambda e: e["metrics"][headline])
+    check_finite(epochs)
+
+    def at(epoch: dict[str, Any]) -> dict[str, Any]:
+        return {"epoch": epoch["epoch"], "value": epoch["metrics"][headline], "metrics": epoch["metrics"]}
+
     return {
         "headline_metric": headline,
-        "final": {"epoch": epochs[-1]["epoch"], "value": epochs[-1]["metrics"][headline],
-                  "metrics": epochs[-1]["metrics"]},
-        "best": {"epoch": best["epoch"], "value": best["metrics"][headline], "metrics": best["metrics"]},
+        "selection_metric": chosen_by,
+        "final": at(epochs[-1]),
+        "best": at(max(epochs, key=lambda e: e["metrics"][chosen_by])),
+        "report_best": at(max(epochs, key=lambda e: e["metrics"][headline])),
     }
 
 
 def write_predictions(run_dir: Path, data: GlueData, epoch_log: EpochLog, epoch: int, suffix: str = ""
                       ) -> dict[str, str]:
-    """One CSV per dev set: idx, gold label, prediction and the raw logits of `epoch`, in dev-file order."""
+    """One CSV per reported dev set: idx, gold label, prediction and the raw logits of `epoch`, in file order."""
     files = {}
     for split, dataset in data.evals.items():
+        if split == SELECT:  # its rows are in the epoch logits; the CSVs are for the reported splits
+            continue
         logits = epoch_log.logits[epoch][split].reshape(len(dataset), -1)
         table = pd.DataFrame({"idx": dataset["idx"], "label": dataset["labels"],
                               "prediction": predictions_from_logits(logits, data.is_regression)})
@@ -158,9 +181,31 @@ def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig,
     return files
 
 
-def train_and_record(cfg: DictConfig, record: RunRecord | None, tokenizer, data: GlueData, model) -> float:
+def write_epoch_logits(run_dir: Path, data: GlueData, epoch_log: EpochLog) -> str:
+    """Save every epoch's logits on every eval split, with the rows' labels and idx.
+
+    The claims' bootstrap re-selects the epoch from them. Keys `<split>/labels`, `<split>/idx`,
+    `<split>/epoch<k>`; float32, compressed.
+    """
+    arrays = {}
+    for split, dataset in data.evals.items():
+        arrays[f"{split}/labels"] = np.asarray(dataset["labels"])
+        arrays[f"{split}/idx"] = np.asarray(dataset["idx"])
+        for epoch, logits in epoch_log.logits.items():
+            arrays[f"{split}/epoch{epoch}"] = logits[split].reshape(len(dataset), -1).astype(np.float32)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as file:  # a file object: given a path without .npz, numpy would append one
+            np.savez_compressed(file, **arrays)
+
+    atomic_write(run_dir / EPOCH_LOGITS_FILE, save)
+    return EPOCH_LOGITS_FILE
+
+
+def train_and_record(cfg: DictConfig, run_id: RunId, record: RunRecord | None, tokenizer, data: GlueData,
+                     model) -> float:
     """Train, then write predictions, weights and the completed record (`record` None: not the main process)."""
-    logs = run_dir_for(cfg) / "logs"  # the Trainer's output folder: TensorBoard/wandb files, if any
+    logs = run_id.run_dir / "logs"  # the Trainer's output folder: TensorBoard/wandb files, if any
     started = time.perf_counter()
     epoch_log, train_metrics = fit(model, data, cfg, tokenizer, logs)
     seconds = time.perf_counter() - started
@@ -169,7 +214,8 @@ def train_and_record(cfg: DictConfig, record: RunRecord | None, tokenizer, data:
     counts = count_parameters(model, cfg.method)
     plan = batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
     train_info = {
-        **summarize(epoch_log, cfg.task.headline_metric),
+        **summarize(epoch_log, cfg.task.headline_metric, selection_metric(cfg.task, cfg.data)),
+        "selection": {"protocol": cfg.data.selection, "rows": {s: len(ds) for s, ds in data.evals.items()}},
         "epochs": epoch_log.epochs,
         "params": {"method": counts.method, "trainable": counts.trainable, "total": counts.total},
         "train_examples": len(data.train),
@@ -188,6 +234,7 @@ def train_and_record(cfg: DictConfig, record: RunRecord | None, tokenizer, data:
     artifacts = {"predictions": write_predictions(record.run_dir, data, epoch_log, final),
                  "best_predictions": write_predictions(record.run_dir, data, epoch_log, best,
                                                        "" if best == final else "_best"),
+                 "epoch_logits": write_epoch_logits(record.run_dir, data, epoch_log),
                  **save_weights(record.run_dir, model, cfg, epoch_log.best_weights)}
     record.finish(COMPLETED, train_info, artifacts)
     log.info("completed %s: %s = %.4f (best epoch %d)", record.run_dir, cfg.task.headline_metric,
@@ -195,23 +242,32 @@ def train_and_record(cfg: DictConfig, record: RunRecord | None, tokenizer, data:
     return float(train_info["best"]["value"])
 
 
-def run(cfg: DictConfig) -> float:
-    """Run (or skip, if already completed) the fine-tuning described by `cfg`."""
-    done = None if cfg.train.force else completed_value(cfg)
+def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
+    """Run (or skip, if already completed) the fine-tuning described by `cfg`.
+
+    Args:
+        cfg: The composed config, or its `run_config` when `run_id` is given.
+        run_id: The run's identity, if the caller computed it already (`lora-repro train` does).
+    """
+    if run_id is None:
+        cfg = run_config(cfg)
+        run_id = RunId.of(cfg)
+    reuse = cfg.paths.reuse_runs_dirs
+    done = None if cfg.train.force else completed_value(run_id, reuse)
     if done is not None:
-        log.info("skipping %s: already completed with this config (train.force=true reruns it)", run_dir_for(cfg))
+        log.info("skipping %s: already completed with this config (train.force=true reruns it)", run_id.run_dir)
         return done
     tokenizer, data, model = build(cfg)
-    with claim(run_dir_for(cfg)) as mine:
+    with claim(run_id.run_dir) as mine:
         if not mine:  # another process (a second copy of the sweep) is training this very run
-            log.info("skipping %s: another process is running it", run_dir_for(cfg))
+            log.info("skipping %s: another process is running it", run_id.run_dir)
             return float("nan")
-        done = None if cfg.train.force else completed_value(cfg)  # it may have finished while this one built
+        done = None if cfg.train.force else completed_value(run_id, reuse)  # it may have finished meanwhile
         if done is not None:
             return done
-        record = RunRecord.start(cfg, device_name()) if is_main_process() else None
+        record = RunRecord.start(cfg, run_id, device_name()) if is_main_process() else None
         try:
-            return train_and_record(cfg, record, tokenizer, data, model)
+            return train_and_record(cfg, run_id, record, tokenizer, data, model)
         except BaseException as err:  # includes KeyboardInterrupt: the record must not stay `running`
             if record is not None:
                 record.finish(FAILED, {"error": f"{type(err).__name__}: {err}"}, {})

@@ -26,12 +26,13 @@ from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, Train
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from lora_repro.data.glue import GlueData
+from lora_repro.data.tasks import selection_metric
 from lora_repro.distributed import is_main_process, world_size
 from lora_repro.errors import UserError
+from lora_repro.hardware import resolve_precision
 from lora_repro.methods import load_trainable_state_dict, trainable_state_dict
 from lora_repro.metrics import compute_metrics, predictions_from_logits
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 EPOCH_LOG_FILE, EPOCH_LOG_LOGITS = "epoch_log.json", "epoch_log_logits.npz"
 TRAINABLE_FILE, BEST_TRAINABLE_FILE = "trainable.safetensors", "best_trainable.safetensors"
 logger = logging.getLogger(__name__)
@@ -43,15 +44,13 @@ def device_name() -> str:
 
 
 def precision_flags(precision: str) -> dict[str, bool]:
-    """`TrainingArguments` flags for a `train.precision` value; `auto` = bf16 on CUDA when supported."""
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown train.precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    on_cuda = torch.cuda.is_available()
-    if precision in ("fp16", "bf16") and not on_cuda:
-        raise UserError(f"train.precision={precision} needs a CUDA GPU; use train.precision=auto on the CPU")
-    if precision == "auto":
-        precision = "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+    """`TrainingArguments` flags for a `train.precision` value (`auto` resolved first, `hardware.resolve_precision`).
+
+    bf16 and fp16 are autocast: the weights and optimizer stay fp32, matmuls run in the low precision (on the
+    CPU too, through accelerate's `torch.autocast("cpu")`).
+    """
+    resolved = resolve_precision(precision)
+    return {"bf16": resolved == "bf16", "fp16": resolved == "fp16"}
 
 
 @dataclass(frozen=True)
@@ -152,12 +151,12 @@ class EpochLog(TrainerCallback):
     `on_evaluate` for each, so the logits stashed by the first belong to the split the second names.
     `logits[epoch][split]` holds one row per dev example, in the dev file's order (checked on every evaluation).
     With `keep_best_weights`, `best_weights` holds what trains as it was at the best epoch so far by
-    `headline` (ties: the earlier epoch), the start a later run takes with `train.init_from`.
+    `chosen_by` (ties: the earlier epoch), the start a later run takes with `train.init_from`.
     """
 
     data: GlueData
     metric_names: list[str]
-    headline: str
+    chosen_by: str  # the metric that picks the best epoch: the selection split's, when there is one
     keep_best_weights: bool = False
     epochs: list[dict[str, Any]] = field(default_factory=list)
     logits: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
@@ -185,9 +184,9 @@ class EpochLog(TrainerCallback):
             if key.startswith(prefix) and key.removeprefix(prefix) in self.metric_names + ["loss"]:
                 self.epochs[-1]["metrics"][f"{split}/{key.removeprefix(prefix)}"] = float(value)
         self.logits.setdefault(epoch, {})[split] = self._pending
-        value = self.epochs[-1]["metrics"].get(self.headline)
+        value = self.epochs[-1]["metrics"].get(self.chosen_by)
         if self.keep_best_weights and value is not None and all(
-                e["metrics"][self.headline] < value for e in self.epochs[:-1]):
+                e["metrics"][self.chosen_by] < value for e in self.epochs[:-1]):
             self.best_weights = {n: t.detach().cpu().clone() for n, t in trainable_state_dict(kwargs["model"]).items()}
 
     def on_save(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
@@ -253,7 +252,7 @@ def configure_logger(cfg: DictConfig, run_dir: Path) -> None:
 def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
                  ) -> tuple[Trainer, EpochLog]:
     """A Trainer for `model` on `data`, and the log that collects its evaluations."""
-    log = EpochLog(data=data, metric_names=list(cfg.task.metrics), headline=cfg.task.headline_metric,
+    log = EpochLog(data=data, metric_names=list(cfg.task.metrics), chosen_by=selection_metric(cfg.task, cfg.data),
                    keep_best_weights=cfg.method.name != "full_ft" or cfg.train.save_full_model)
     configure_logger(cfg, output_dir)
     trainer = GlueTrainer(

@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 
 from lora_repro import cli as dispatcher
 from lora_repro.analysis.subspace import amplification
-from lora_repro.records.record import FACTORS_FILE, read_record, run_dir_for
+from lora_repro.records.record import FACTORS_FILE, read_record
 from lora_repro.training.evaluate import load_run
 from lora_repro.training.run import run
-from tests.conftest import write_tiny_glue
+from tests.conftest import run_dir_for, write_tiny_glue
 from tests.training.test_run import tiny_run_cfg
 
 RUNS = [("2", "0"), ("4", "0"), ("4", "1")]  # (rank, seed): a rank pair at seed 0, a seed pair at rank 4

@@ -6,9 +6,15 @@ import json
 import shutil
 
 from lora_repro.records.migrate import migrate_run
-from lora_repro.records.record import COMPLETED, RECORD_FILE, config_hash, run_dir_for
+from lora_repro.records.identity import RunId, run_config
+from lora_repro.records.record import COMPLETED, RECORD_FILE
 from lora_repro.training.run import run
+from tests.conftest import run_dir_for
 from tests.training.test_run import tiny_run_cfg
+
+
+def config_hash(cfg) -> str:
+    return RunId.of(run_config(cfg)).hash
 
 
 def identity(tmp_path, glue_dir, *overrides: str) -> str:
@@ -27,6 +33,17 @@ def test_the_same_experiment_written_two_ways_is_one_run(tmp_path, glue_dir):
     assert identity(tmp_path, glue_dir, "method.targets=[q,k]") != base
 
 
+def test_the_identity_holds_the_rate_that_trains_and_the_precision_it_computes_in(tmp_path, glue_dir):
+    cfg = run_config(tiny_run_cfg(tmp_path, glue_dir, overrides=["train.learning_rate=3e-4"]))
+    assert "learning_rate" not in cfg.method and cfg.train.learning_rate == 3e-4  # one rate, the one used
+    assert cfg.train.precision in ("fp32", "bf16")  # never the word auto
+    explicit = identity(tmp_path, glue_dir, f"train.precision={cfg.train.precision}")
+    assert identity(tmp_path, glue_dir) == explicit  # auto is whatever it resolves to on this machine
+    other = "fp32" if cfg.train.precision == "bf16" else "bf16"
+    assert identity(tmp_path, glue_dir, f"train.precision={other}") != explicit
+    assert identity(tmp_path, glue_dir, "data.selection=dev_half") != explicit
+
+
 def test_other_data_is_another_run(tmp_path, glue_dir):
     before = identity(tmp_path, glue_dir)
     copy = shutil.copytree(glue_dir, tmp_path / "copy")
@@ -37,13 +54,17 @@ def test_other_data_is_another_run(tmp_path, glue_dir):
 
 
 def test_migrate_gives_an_old_record_its_new_identity(tmp_path, glue_dir):
-    cfg = tiny_run_cfg(tmp_path, glue_dir)
+    cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=["train.precision=fp32"])  # what auto was on a CPU
     run(cfg)
     current = run_dir_for(cfg)
     old = current.with_name(f"s{cfg.seed}-0123456789ab")  # as a version-1 identity named it
     current.rename(old)
     record = json.loads((old / RECORD_FILE).read_text())
     record["config_hash"] = "0123456789ab"
+    # As version 2 wrote it: the word auto, the method's unused default rate, no selection split.
+    record["run_info"]["config"]["train"]["precision"] = "auto"
+    record["run_info"]["config"]["method"]["learning_rate"] = 1e-9
+    del record["run_info"]["config"]["data"]["selection"]
     (old / RECORD_FILE).write_text(json.dumps(record))
     assert migrate_run(old) == current
     assert json.loads((current / RECORD_FILE).read_text())["config_hash"] == config_hash(cfg)

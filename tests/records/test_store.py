@@ -63,7 +63,7 @@ def write_run(runs_dir: Path, task: str = "sst2", model: str = "minilm", method:
     with open_dict(cfg):
         cfg.seed = seed
         cfg.paths.runs_dir = str(runs_dir)
-    record = RunRecord.start(cfg, "cpu")
+    record = RunRecord.start(cfg, RunId.of(cfg), "cpu")
     if status == FAILED:
         record.finish(FAILED, {"error": "RuntimeError: boom"}, {})
     elif status == COMPLETED:
@@ -171,7 +171,7 @@ def test_a_record_that_breaks_the_schema_is_never_written(tmp_path):
     cfg = _config("sst2", "minilm", "lora", ()).copy()
     with open_dict(cfg):
         cfg.paths.runs_dir = str(tmp_path)
-    record = RunRecord.start(cfg, "cpu")
+    record = RunRecord.start(cfg, RunId.of(cfg), "cpu")
     with pytest.raises(UserError, match="train_info"):
         record.finish(COMPLETED, {"headline_metric": "dev/accuracy"}, {"predictions": {}, "weights": ""})
     assert read_record(record.run_dir)["status"] == RUNNING  # the valid `running` record stays

@@ -7,10 +7,10 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from lora_repro.config import group_choices
-from lora_repro.records.record import read_record, run_dir_for
+from lora_repro.records.record import read_record
 from lora_repro.training.plan import compose_jobs, expand_sweep
 from lora_repro.training.run import run
-from tests.conftest import tiny_model_cfg
+from tests.conftest import run_dir_for, tiny_model_cfg
 
 EXPERIMENTS = [name for name in group_choices("experiment") if not name.startswith("_")]
 

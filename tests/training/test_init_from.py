@@ -8,8 +8,9 @@ from safetensors.torch import load_file, save_file
 
 from lora_repro.errors import UserError
 from lora_repro.methods import trainable_state_dict
-from lora_repro.records.record import WEIGHTS_FILE, run_dir_for
+from lora_repro.records.record import WEIGHTS_FILE
 from lora_repro.training.run import build, run
+from tests.conftest import run_dir_for
 from tests.training.test_run import tiny_run_cfg
 
 

@@ -12,10 +12,10 @@ import torch
 from omegaconf import DictConfig, open_dict
 from safetensors.torch import load_file
 
-from lora_repro.records.record import RUNNING, is_completed, read_record, run_dir_for, write_json
+from lora_repro.records.record import RUNNING, is_completed, read_record, write_json
 from lora_repro.training.evaluate import evaluate
 from lora_repro.training.run import run
-from tests.conftest import ARCHITECTURES, compose_config, tiny_model_cfg
+from tests.conftest import ARCHITECTURES, compose_config, run_dir_for, tiny_model_cfg
 
 METHODS = [
     ["method=full_ft", "train.save_full_model=true"],
