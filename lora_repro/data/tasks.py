@@ -168,14 +168,15 @@ def data_identity(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, str]:
     return {split: _sha256(str(path.resolve()), *_stat(path)) for split, path in task_files(task_cfg, data_cfg).items()}
 
 
-def _stat(path: Path) -> tuple[int, int]:
+def _stat(path: Path) -> tuple[int, int, int, int]:
+    # The status-change time moves on every write and every `touch`, and no tool can set it back.
     stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
 
 
 @functools.cache
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """A file's SHA-256, computed once per process for each (path, size, modification time)."""
+def _sha256(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """A file's SHA-256, computed once per process for each version of the file (path and `_stat`)."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
@@ -30,8 +31,9 @@ __all__ = ["default_runs_dir", "load_predictions", "load_records", "method_label
 
 # The columns of the store, in order; `train.*`, `method.*` and `metric.*` columns follow them.
 COLUMNS = ["status", "task", "model", "method", "label", "row_key", "setup", "seed", "config_hash",
-           "family", "params_method", "params_trainable", "params_total", "headline_metric", "best",
-           "best_epoch", "final", "path", "predictions"]
+           "family", "params_method", "params_trainable", "params_total", "headline_metric", "selection",
+           "selection_metric", "selection_value", "best", "best_epoch", "report_best", "report_best_epoch",
+           "final", "path", "predictions", "epoch_logits"]
 
 
 def default_runs_dir() -> Path:
@@ -93,10 +95,19 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "family": family_hash(record["run_info"]["hashed_config"]),
         "params_method": params.get("method"), "params_trainable": params.get("trainable"),
         "params_total": params.get("total"), "headline_metric": info.get("headline_metric"),
+        "selection": config["data"].get("selection", "none"),
+        "selection_metric": info.get("selection_metric") or info.get("headline_metric"),
+        # What chose the reported epoch (and what a search compares): the selection split's value there.
+        "selection_value": best.get("metrics", {}).get(info.get("selection_metric") or info.get("headline_metric")),
         "best": best.get("value"), "best_epoch": best.get("epoch"),
+        # The paper's convention: the epoch the report split likes best (the same as `best` without a selection split).
+        "report_best": (info.get("report_best") or best).get("value"),
+        "report_best_epoch": (info.get("report_best") or best).get("epoch"),
         "final": info.get("final", {}).get("value"),
         "path": str(path),
         "predictions": best_predictions_file(record, path),
+        "epoch_logits": str(Path(path).parent / record["artifacts"]["epoch_logits"])
+        if record.get("artifacts", {}).get("epoch_logits") else None,
         **flat("train", config["train"]), **flat("method", method),
         **flat("metric", best.get("metrics", {})),
     }
@@ -118,6 +129,15 @@ def best_predictions_file(record: dict[str, Any], path: Path) -> str | None:
         files = artifacts.get("predictions")
     name = (files or {}).get(split)
     return str(Path(path).parent / name) if name else None
+
+
+def load_epoch_logits(file: str | Path) -> dict[str, np.ndarray]:
+    """A run's every-epoch logits (`epoch_logits.npz`: `<split>/epoch<k>`, `<split>/labels`, `<split>/idx`)."""
+    try:
+        with np.load(file) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the epoch logits {file}: {err}; rerun that run (delete its folder)") from None
 
 
 def load_predictions(file: str | Path) -> pd.DataFrame:

@@ -83,9 +83,14 @@ def require_completed(records: pd.DataFrame, what: str) -> pd.DataFrame:
     return done
 
 
-def legend(expected: int) -> str:
-    """How to read a cell."""
-    return (f"Cells: median over seeds ± sample std of the best-epoch dev metric, x100 (`87.5±.3`); "
+def legend(expected: int, records: pd.DataFrame | None = None, value: str = "best") -> str:
+    """How to read a cell (of `records`' `value`: the selected epoch's, or the paper's convention)."""
+    selected = records is not None and "selection" in records and (
+        records.loc[records["status"] == COMPLETED, "selection"] != "none").any()
+    what = ("the report split's metric at the epoch its own selection split chose" if selected and value == "best"
+            else "the report split's metric at the epoch the report split itself liked best (the paper's "
+            "convention)" if selected else "the best-epoch dev metric")
+    return (f"Cells: median over seeds ± sample std of {what}, x100 (`87.5±.3`); "
             f"`(k/{expected} seeds)` = only k of the {expected} seeds asked for (--seeds) completed; "
             f"`{MISSING}` = no completed run; `{MIXED}` = the cell's runs come from more than one config "
             f"(only the config with the most seeds is used, see the notes).")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -15,14 +16,18 @@ from lora_repro.errors import UserError
 from lora_repro.paper import RECIPE_DIFFERENCES
 from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS
 from lora_repro.records.record import COMPLETED
-from lora_repro.report.cells import MISSING
+from lora_repro.records.store import method_label
+from lora_repro.report.cells import MISSING, summarize_cells
 from lora_repro.report.claims import (
     RANK_CLAIMS,
     RESAMPLES,
     SUCCESSOR_CLAIMS,
     TABLE2_CLAIMS,
     Claim,
+    claim_lines,
     claims_table,
+    headline,
+    holm,
     lora_setting_key,
     method_key,
     trivial_baseline,
@@ -31,7 +36,6 @@ from lora_repro.report.figures import params_figure, rank_figure, task_figure
 from lora_repro.report.layout import (
     Report,
     Section,
-    metric_note,
     not_results_note,
     order_tasks,
     position,
@@ -43,7 +47,7 @@ from lora_repro.report.params import params_check
 from lora_repro.report.sweeps import table5_sections, table6_sections
 from lora_repro.report.table2 import AVG, paper_block, table2_sections
 
-__all__ = ["DEFAULT_SEEDS", "REPORTS", "build_report", "params_report"]
+__all__ = ["DEFAULT_SEEDS", "REPORTS", "build_report", "lr_search_next", "params_report"]
 
 # Seeds a cell should have: the paper's 5 for Table 2, the sweeps' 3 (conf/experiment/table5, 6, mini).
 DEFAULT_SEEDS = {"table2": 5, "table5": 3, "table6": 3, "mini": 3, "lr_search": 1, "successors": 3}
@@ -124,12 +128,18 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
         where: a note saying which tables the claims are read from.
         title: the report's title.
     """
-    notes = ["Each claim reads `A − B ≥ margin` in points (x100) on the median over seeds of the best-epoch dev "
-             "metric; over several tasks, on the mean of the task medians. 95% interval: percentile bootstrap "
-             f"({RESAMPLES} resamples, seeded) over dev examples (paired across methods) and seeds. Verdict: "
-             "holds = the whole interval at or above the margin; does not hold = entirely below; inconclusive "
-             "= it straddles the margin. A verdict is whatever the records say: nothing is tuned to make a claim "
-             "hold.", where]
+    notes = ["Each claim reads `A − B ≥ margin` in points (x100) on the mean over seeds of each run's report-split "
+             "metric at the epoch its selection split chose (the tables print medians); over several tasks, on the "
+             "mean of the task cells. Interval: percentile bootstrap "
+             f"({RESAMPLES} resamples, seeded) over the selection and report examples (paired across methods), the "
+             "epoch (re-chosen on the resampled selection split in every resample) and the seeds, rescaled so that "
+             "the run-by-example noise is not counted twice (lora_repro/report/claims.py).",
+             "All lines of this table are one family: Holm's step-down procedure keeps the chance of any false "
+             "verdict at 5%. Level = the line's interval coverage under it (99.7% = 1 − 0.05/17). Verdict: holds = "
+             "the whole interval at or above the margin; does not hold = entirely below; inconclusive = otherwise. "
+             "Seeds to settle: seeds per cell at which a difference of the observed size and spread would clear "
+             "the margin at the line's level (∞: the examples alone are too noisy). A verdict is whatever the "
+             "records say: nothing is tuned to make a claim hold.", where]
     if table.empty:
         return Report("claims", title, [Section("Claims", None, ["No completed runs with predictions."])], table)
     shown = pd.DataFrame({
@@ -137,8 +147,11 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
         "A − B": [f"{a} − {b}" for a, b in zip(table["A"], table["B"], strict=True)],
         "A": table["A_value"].map("{:.1f}".format), "B": table["B_value"].map("{:.1f}".format),
         "Difference": table["difference"].map("{:+.1f}".format),
-        "95% CI": [f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
-        "Margin": table["margin"].map("{:+.0f}".format), "Verdict": table["verdict"]})
+        "Interval": [f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
+        "Level": table["level"].map(lambda level: f"{100 * level:.1f}%"),
+        "Margin": table["margin"].map("{:+.0f}".format), "Verdict": table["verdict"],
+        "Seeds to settle": table["seeds_to_settle"].map(
+            lambda n: "" if pd.isna(n) else "∞" if math.isinf(n) else f"{int(n)}")})
     missing = [c.name for c in claims if c.name not in set(table["claim"])]
     if missing:
         notes.append(f"Not tested yet (their runs are missing): claim(s) {', '.join(missing)}.")
@@ -162,6 +175,35 @@ def with_baseline(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int
     return sections, tidy, baseline
 
 
+def convention_sections(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int) -> list[Section]:
+    """The paper's convention beside the headline, and how much it flatters each method.
+
+    The convention takes each run's best epoch on the report split itself; the flattery is its gain over the
+    epoch the selection split chose. No sections for runs without a selection split.
+    """
+    done = records[records["status"] == COMPLETED]
+    if done.empty or (done["selection"] == "none").all():
+        return []
+    view, _, _ = table2_sections(records, tasks, seeds, paper_models=[], value="report_best")
+    view[0].title = ("The paper's convention, for comparison only: each run at the epoch the report split "
+                     "itself liked best")
+    gain = summarize_cells(done.assign(gain=done["report_best"] - done["best"]), ["label", "task"], value="gain")
+    shown_tasks = order_tasks(tasks or done["task"])
+    table = gain.pivot_table(index="label", columns="task", values="median", aggfunc="first")
+    table = table.reindex(sorted(table.index, key=lambda label: position(label, LABEL_ORDER)))[shown_tasks]
+    table["Avg."] = table.mean(axis=1, skipna=False)
+    flattery = pd.DataFrame({"Method": table.index})
+    for column in table.columns:
+        name = column if column == "Avg." else task_name(column)
+        flattery[name] = [MISSING if pd.isna(v) else f"{100 * v:+.1f}" for v in table[column]]
+    return [*view[:1], Section(
+        "How much the paper's convention flatters each method (points)", flattery,
+        ["Median over seeds of each run's report-split metric at the report split's own best epoch minus the "
+         "same metric at the epoch the selection split chose; 0 = the two agree. Choosing the epoch on the "
+         "numbers that are then reported can only raise them, and by more for methods whose dev scores swing "
+         "between epochs. Avg. = mean over the tasks."])]
+
+
 def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequence[str] | None,
                 seeds: int) -> Report:
     """The Table 2 layout for MiniLM with a trivial-baseline row, the claims, and the rank analogs."""
@@ -172,8 +214,8 @@ def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequen
                         ["* = prior work quoted by the paper. Avg. = the paper's printed average when all 8 "
                          "tasks are shown, else its mean over the tasks shown."])
     claims = claims_report(
-        pd.concat([claims_table(records, TABLE2_CLAIMS, method_key),
-                   claims_table(rank_records, RANK_CLAIMS, lora_setting_key)], ignore_index=True),
+        holm(pd.concat([claim_lines(records, TABLE2_CLAIMS, method_key),
+                        claim_lines(rank_records, RANK_CLAIMS, lora_setting_key)], ignore_index=True)),
         TABLE2_CLAIMS + RANK_CLAIMS, "Claims (i)-(iii): the Table 2 analog above (AdptP m=16 has 76k trainable "
         "parameters, LoRA r=8 on Wq,Wv 74k). Claims (iv)-(v): the Table 5 and 6 analogs below.")
     figures = {"mini_tasks": task_figure(tidy[(tidy["task"] != AVG) & (tidy["label"] != "Trivial")], baseline)}
@@ -186,7 +228,8 @@ def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequen
         figures["mini_rank"] = rank_figure(cells6)
         tidy = pd.concat([tidy, cells5.assign(table="table5"), cells6.assign(table="table6")], ignore_index=True)
     return Report("mini", "The paper's comparison on MiniLM (CPU scale)",
-                  [*sections, *claims.sections, reference, *rank_sections], tidy, figures, [claims])
+                  [*sections, *convention_sections(records, tasks, seeds), *claims.sections, reference,
+                   *rank_sections], tidy, figures, [claims])
 
 
 def successors_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int) -> Report:
@@ -207,28 +250,56 @@ def successors_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds:
 
 
 def lr_search_winners(records: pd.DataFrame) -> pd.DataFrame:
-    """Per method and learning rate, the best-epoch metric on each task and their mean; the best rate marked.
+    """Per method and learning rate, the selection-split metric on each task and their mean; the best marked.
+
+    Only the selection split chooses: a run's value here is its selection-split metric at the epoch that split
+    picked (`selection_value`), never a report-split number.
 
     Returns:
         One row per method x rate: method (the config name), label, learning_rate, one column per task
-        (0-1 scale), mean, and winner (True for each method's rate with the highest mean).
+        (0-1 scale), mean, winner (True for each method's rate with the highest mean) and edge (the winner sits
+        at the low or high end of the rates searched so far: `low`, `high` or empty).
     """
     done = require_completed(records, "lr_search")
-    table = done.pivot_table(index=["method", "label", "train.learning_rate"], columns="task", values="best",
-                             aggfunc="median").reset_index().rename(columns={"train.learning_rate": "learning_rate"})
+    table = done.pivot_table(index=["method", "label", "train.learning_rate"], columns="task",
+                             values="selection_value", aggfunc="median").reset_index().rename(
+        columns={"train.learning_rate": "learning_rate"})
     tasks = order_tasks(done["task"])
     table["mean"] = table[tasks].mean(axis=1, skipna=False)
     best = table.groupby("method")["mean"].transform("max")
     table["winner"] = table["mean"].eq(best) & table["mean"].notna()
+    low = table.groupby("method")["learning_rate"].transform("min")
+    high = table.groupby("method")["learning_rate"].transform("max")
+    table["edge"] = [("low" if rate == lo else "high" if rate == hi else "") if won and lo < hi else ""
+                     for rate, lo, hi, won in zip(table["learning_rate"], low, high, table["winner"], strict=True)]
     order = [position(label, LABEL_ORDER) for label in table["label"]]
     return table.assign(order=order).sort_values(["order", "learning_rate"]).drop(columns="order")[
-        ["method", "label", "learning_rate", *tasks, "mean", "winner"]].reset_index(drop=True)
+        ["method", "label", "learning_rate", *tasks, "mean", "winner", "edge"]].reset_index(drop=True)
+
+
+def lr_search_next(records: pd.DataFrame) -> list[str]:
+    """The overrides that extend the search one step outward for each method whose winner is on an edge.
+
+    The grid is powers of two around each method's centre (`lr_search.factor`), so one step out halves the
+    lowest factor or doubles the highest. Returns e.g. `["method=lora lr_search.factor=0.25"]`, or nothing when
+    every winner is interior (the search is done). Methods are named as `experiment=mini_lr` sweeps them.
+    """
+    search = compose_config(["experiment=mini_lr"], hydra=True)
+    choices = str(search.hydra.sweeper.params.method).split(",")
+    by_label = {method_label(compose_config([f"method={c}"]).method): c for c in choices}
+    table = lr_search_winners(records)
+    lines = []
+    for row in table[table["edge"] != ""].itertuples():
+        factor = row.learning_rate / float(search.lr_search.center[row.method])
+        step = 0.5 if row.edge == "low" else 2.0
+        lines.append(f"method={by_label[row.label]} lr_search.factor={factor * step:g}")
+    return lines
 
 
 def lr_search_report(records: pd.DataFrame) -> Report:
     """The mini's learning-rate search: each method's rates side by side, the winner marked."""
     table = lr_search_winners(records)
-    tasks = [c for c in table.columns if c not in ("method", "label", "learning_rate", "mean", "winner")]
+    tasks = [c for c in table.columns if c not in ("method", "label", "learning_rate", "mean", "winner", "edge")]
     shown = pd.DataFrame({"Method": table["label"], "Learning rate": table["learning_rate"].map("{:g}".format)})
     for task in tasks:
         shown[task_name(task)] = table[task].map(lambda v: MISSING if pd.isna(v) else f"{100 * v:.1f}")
@@ -239,18 +310,23 @@ def lr_search_report(records: pd.DataFrame) -> Report:
                                                                       strict=True)]
     shown["In the mini"] = ["✓" if used else "" for used in in_use]
     differs = sorted({r.label for r, used in zip(table.itertuples(), in_use, strict=True) if r.winner and not used})
+    edges = sorted({r.label for r in table.itertuples() if r.edge})
     from lora_repro.training.plan import expand_sweep  # the search as conf/experiment/mini_lr.yaml declares it
 
     planned, completed = len(expand_sweep(["experiment=mini_lr"])), int((records["status"] == COMPLETED).sum())
-    notes = [f"Best-epoch dev metric of one run (seed 0), x100; {metric_note(records)[len('Metric per task: '):]}",
+    metrics = ", ".join(f"{task_name(t)} {m}" for t, m in headline(records[records["status"] == COMPLETED]).items())
+    notes = [f"Selection-split metric ({metrics}) of one run (seed 0) at the epoch the selection split picked, "
+             "x100. The report split never enters the search.",
              "Best = the rate with the highest mean over the tasks, per method. In the mini = the rate "
-             "conf/experiment/_mini_protocol.yaml gives the method (mini.learning_rate). A best rate at the edge "
-             "of its grid means a wider grid could do better.",
-             f"The search is not finished: {completed} of its {planned} runs are completed, so the best rates above "
-             "are provisional." if completed < planned else
+             "conf/experiment/_mini_protocol.yaml gives the method (mini.learning_rate). A best rate on the edge "
+             "of its grid extends the grid one step outward (`make mini-lr` does it until every best is inside).",
+             f"The search is not finished: {completed} of its {planned} planned runs are completed, so the best "
+             "rates above are provisional." if completed < planned else
+             f"Still on an edge, to be extended: {', '.join(edges)}." if edges else
              f"The mini does not use the best rate for: {', '.join(differs)}." if differs else
-             "The mini uses the best rate of every method.", not_results_note(records)]
-    return Report("lr_search", "The mini's learning-rate search (experiment=mini_lr)",
+             "Every best rate is inside its grid, and the mini uses the best rate of every method.",
+             not_results_note(records)]
+    return Report("lr_search", "The mini's learning-rate search on the selection split (experiment=mini_lr)",
                   [Section("Learning rate x method", shown, [n for n in notes if n])],
                   table.assign(winner=table["winner"].astype(bool)))
 

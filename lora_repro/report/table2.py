@@ -114,14 +114,14 @@ def avg_rows(tidy: pd.DataFrame, rows: pd.DataFrame, tasks: Sequence[str]) -> pd
     return avg
 
 
-def table2_tidy(records: pd.DataFrame, rows: pd.DataFrame, tasks: Sequence[str], expected: int
-                ) -> pd.DataFrame:
+def table2_tidy(records: pd.DataFrame, rows: pd.DataFrame, tasks: Sequence[str], expected: int,
+                value: str = "best") -> pd.DataFrame:
     """The long table behind Table 2: one line per row x task (and Avg) with ours, paper and delta.
 
     Numeric columns (median, std, paper, paper_std, delta) are on the records' 0-1 scale; `cell`,
     `paper_cell` and `delta_cell` are the text as printed (x100).
     """
-    cells = summarize_cells(records, ROW_KEYS + ["task"])
+    cells = summarize_cells(records, ROW_KEYS + ["task"], value=value)
     mm = summarize_cells(records[records["task"] == "mnli"], ROW_KEYS + ["task"], value=MM_COLUMN)
     cells = pd.concat([cells, mm.assign(task=MM_TASK)], ignore_index=True) if not mm.empty else cells
     columns = list(tasks) + ([MM_TASK] if not mm.empty else [])
@@ -186,7 +186,8 @@ def comparison_sections(tidy: pd.DataFrame, rows: pd.DataFrame) -> list[Section]
 
 
 def table2_sections(records: pd.DataFrame, tasks: Sequence[str] | None, expected: int,
-                    paper_models: Sequence[str]) -> tuple[list[Section], pd.DataFrame, pd.DataFrame]:
+                    paper_models: Sequence[str], value: str = "best"
+                    ) -> tuple[list[Section], pd.DataFrame, pd.DataFrame]:
     """Our Table 2 and, where rows match, the paper's cells and the differences.
 
     Args:
@@ -194,16 +195,18 @@ def table2_sections(records: pd.DataFrame, tasks: Sequence[str] | None, expected
         tasks: Task columns; None = the tasks the records hold, in the paper's order.
         expected: Seeds a cell should have (fewer are shown as `(k/N seeds)`).
         paper_models: Models whose paper rows are listed even without records (so gaps show).
+        value: The run value a cell summarizes: `best` (the selected epoch) or `report_best` (the paper's
+            convention: the epoch the report split picks itself).
 
     Returns:
         The sections, the tidy table (one line per row x task, incl. Avg) and the rows.
     """
     tasks = order_tasks(tasks or records["task"])
     rows = table_rows(records[records["status"] == COMPLETED], paper_models)
-    tidy = table2_tidy(records, rows, tasks, expected)
+    tidy = table2_tidy(records, rows, tasks, expected, value)
     ours_front = {"Model": list(rows["model"]), "Method": list(rows["method"]),
                   "# Trainable Parameters": [format_params(p) for p in rows["params"]]}
-    notes = [legend(expected), metric_note(records),
+    notes = [legend(expected, records, value), metric_note(records),
              "Avg. = mean of the row's task medians, only when every task column has one. # Trainable "
              "Parameters: the method's own (head excluded, as the paper counts), the whole model for FT. "
              "† = Houlsby-like setup (setup=houlsby).",

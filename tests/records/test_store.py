@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict
 from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, count_parameters
 from lora_repro.models import build_model
+from lora_repro.records.identity import RunId
 from lora_repro.records.record import COMPLETED, FAILED, RECORD_FILE, RUNNING, RunRecord, read_record
 from lora_repro.records.store import load_records, method_label, method_row_key, targets_key
 from tests.conftest import compose_config
