@@ -40,8 +40,11 @@ mini-ranks: ## the Table 5 and 6 analogs on MiniLM (LoRA weight sets x ranks), t
 	$(SWEEP) experiment=mini_table6 $(ARGS)
 	$(if $(DRY_RUN),,lora-repro report mini)
 
-mini-lr: ## the mini's learning-rate search, run once (its winners are the mini's rates) -> results/mini/lr_search/
+mini-lr: ## the mini's learning-rate search on the selection split, grid extended until every best rate is inside -> results/mini/lr_search/
 	$(SWEEP) experiment=mini_lr $(ARGS)
+	$(if $(DRY_RUN),,while next=$$(lora-repro report lr_search --next-grid) && [ -n "$$next" ]; do \
+	    echo "$$next" | while read -r overrides; do lora-repro train -m experiment=mini_lr $$overrides $(ARGS) || exit 1; \
+	    done || exit 1; done)
 	$(if $(DRY_RUN),,lora-repro report lr_search)
 
 mini-precision: ## bf16 against fp32 on the CPU (MRPC, CoLA x FT, LoRA x 3 seeds), run before the mini moved to bf16 -> results/mini/precision/

@@ -111,6 +111,7 @@ def training_display(table: pd.DataFrame) -> pd.DataFrame:
         "examples/s": table["examples_per_s"].map("{:.1f}".format),
         "step vs FT": table["step_vs_full_ft"].map(_times),
         "step vs bound": table["step_vs_lower_bound"].map(_times),
+        "bf16 vs fp32": table["bf16_vs_fp32"].map(_times),
         "peak MB": table["peak_bytes"].map(_mb), "peak vs FT": table["peak_vs_full_ft"].map(_times),
         "weights+grads+opt MB": table["model_state_bytes"].map(_mb),
         "optimizer state MB": table["optimizer_state_bytes"].map(_mb),
@@ -127,7 +128,9 @@ def training_notes(result: BenchResult) -> list[str]:
             + ("CUDA max allocated" if result.spec.device.startswith("cuda") else "process peak RSS")
             + f", each method in a fresh subprocess, after {result.spec.memory_steps} steps. lower_bound: every "
             "weight frozen, gradients only to each layer's input. lora_peft: LoRA with PEFT's own forward. "
-            "full_ft's checkpoint is the whole model (train.save_full_model=true)."]
+            "full_ft's checkpoint is the whole model (train.save_full_model=true). `<method>@bf16`: the same step "
+            "in bf16 autocast (weights and optimizer fp32), on CPUs that compute bf16 natively; bf16 vs fp32 = its "
+            "step time over the fp32 step's, per round."]
 
 
 def latency_display(table: pd.DataFrame) -> pd.DataFrame:

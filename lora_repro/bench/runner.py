@@ -33,6 +33,7 @@ from lora_repro.bench.training import (
     state_bytes,
     train_step,
 )
+from lora_repro.hardware import cpu_has_native_bf16
 
 __all__ = ["BenchResult", "BenchSpec", "DEFAULT_METHODS", "needed_configs", "run_bench"]
 
@@ -82,6 +83,9 @@ class BenchResult:
     raw: dict[str, object] = field(default_factory=dict)
 
 
+BF16_SUFFIX, BF16_TWIN = "@bf16", "bf16_twin"  # a method's step again in bf16: its name and trainee kind
+
+
 def needed_configs(spec: BenchSpec) -> list[str]:
     """Method configs the run needs: the timed methods and those the latency variants apply."""
     extra = [m for m in variant_methods(spec.methods).values() if m is not None and m not in spec.methods]
@@ -96,8 +100,8 @@ def run_bench(spec: BenchSpec, cfgs: Mapping[str, DictConfig], command: str) -> 
     set_threads(spec.threads)
     torch.manual_seed(spec.seed)  # the fresh classification heads
     peaks = measure_memory(spec, cfgs) if spec.memory else {}
-    trainees = [build_trainee(name, kind, cfgs[source], spec.random_init, spec.device)
-                for name, kind, source in trainee_plan(spec)]
+    trainees = [build_trainee(name, kind, cfgs[source], spec.random_init, spec.device, precision)
+                for name, kind, source, precision in trainee_plan(spec)]
     batch = random_inputs(trainees[0].cfg.model, spec.batch_size, spec.seq_len, spec.device, spec.seed)
     samples = interleave({t.name: partial(train_step, t, batch) for t in trainees}, spec.train_budget)
     profiled = _profiled(trainees)
@@ -112,12 +116,19 @@ def run_bench(spec: BenchSpec, cfgs: Mapping[str, DictConfig], command: str) -> 
                        time.perf_counter() - started, raw)
 
 
-def trainee_plan(spec: BenchSpec) -> list[tuple[str, str, str]]:
-    """(name, kind, config) of each trainee: the methods, LoRA with PEFT's forward, the lower bound."""
-    plan = [(method, METHOD, method) for method in spec.methods]
+def trainee_plan(spec: BenchSpec) -> list[tuple[str, str, str, str | None]]:
+    """(name, kind, config, precision) of each trainee.
+
+    The methods, LoRA with PEFT's forward, the lower bound, and, on a CPU that computes bf16 natively, each
+    method again in bf16 autocast (`<method>@bf16`; precision None = the run's own, fp32 on the CPU).
+    """
+    plan = [(method, METHOD, method, None) for method in spec.methods]
     if LORA in spec.methods:
-        plan.append((PEFT_BASELINE, PEFT_BASELINE, LORA))
-    return [*plan, (BOUND, BOUND, spec.methods[0])]
+        plan.append((PEFT_BASELINE, PEFT_BASELINE, LORA, None))
+    plan.append((BOUND, BOUND, spec.methods[0], None))
+    if spec.device == "cpu" and cpu_has_native_bf16():
+        plan += [(f"{method}{BF16_SUFFIX}", BF16_TWIN, method, "bf16") for method in spec.methods]
+    return plan
 
 
 def measure_memory(spec: BenchSpec, cfgs: Mapping[str, DictConfig]) -> dict[str, dict[str, int]]:
@@ -146,6 +157,9 @@ def training_table(trainees: list[Trainee], samples: Mapping[str, list[dict[str,
             "step_vs_full_ft": paired_ratio(runs, reference) if reference else float("nan"),
             "step_vs_full_ft_noise": ratio_noise(runs, reference) if reference else float("nan"),
             "step_vs_lower_bound": paired_ratio(runs, bound) if bound else float("nan"),
+            # This method's step in bf16 autocast over the same step in fp32, both timed in the same rounds.
+            "bf16_vs_fp32": paired_ratio(samples[trainee.name + BF16_SUFFIX], runs)
+            if trainee.name + BF16_SUFFIX in samples else float("nan"),
             "peak_bytes": peaks.get(trainee.name, {}).get("peak"),
             "before_training_bytes": peaks.get(trainee.name, {}).get("before_training"),
             "weights_bytes": state["weights"], "gradient_bytes": state["gradients"],

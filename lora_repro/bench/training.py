@@ -26,9 +26,10 @@ from transformers import Trainer
 
 from lora_repro.bench.harness import build_backbone, build_method_model, synchronize
 from lora_repro.bench.timing import TOTAL, Sample
+from lora_repro.hardware import resolve_precision
 from lora_repro.methods import count_parameters
 from lora_repro.methods.lora import restore_peft_forward
-from lora_repro.training.trainer import precision_flags, training_arguments
+from lora_repro.training.trainer import training_arguments
 
 __all__ = ["BOUND", "KINDS", "PEFT_BASELINE", "Trainee", "build_trainee", "lower_bound_model", "make_optimizer",
            "state_bytes", "train_step"]
@@ -50,6 +51,7 @@ class Trainee:
     model: nn.Module
     optimizer: torch.optim.Optimizer | None
     device: str
+    precision: str = "fp32"  # what its matmuls compute in: fp32, or bf16/fp16 autocast
 
     @property
     def trainable(self) -> int:
@@ -59,8 +61,12 @@ class Trainee:
         return count_parameters(self.model, self.cfg.method).trainable
 
 
-def build_trainee(name: str, kind: str, cfg: DictConfig, random_init: bool, device: str) -> Trainee:
-    """Build the model and optimizer of one trainee (see the module docstring for the kinds)."""
+def build_trainee(name: str, kind: str, cfg: DictConfig, random_init: bool, device: str,
+                  precision: str | None = None) -> Trainee:
+    """Build the model and optimizer of one trainee (see the module docstring for the kinds).
+
+    `precision` None: what the run would compute in on a GPU (`train.precision`), fp32 on the CPU.
+    """
     if kind == BOUND:
         model, optimizer = lower_bound_model(cfg, random_init, device), None
     else:
@@ -68,7 +74,9 @@ def build_trainee(name: str, kind: str, cfg: DictConfig, random_init: bool, devi
         if kind == PEFT_BASELINE:
             restore_peft_forward(model)
         optimizer = make_optimizer(model, cfg, device)
-    return Trainee(name, kind, cfg, model.train(), optimizer, device)
+    if precision is None:
+        precision = resolve_precision(cfg.train.precision) if device.startswith("cuda") else "fp32"
+    return Trainee(name, kind, cfg, model.train(), optimizer, device, precision)
 
 
 def lower_bound_model(cfg: DictConfig, random_init: bool, device: str) -> nn.Module:
@@ -96,7 +104,7 @@ def train_step(trainee: Trainee, batch: dict[str, torch.Tensor]) -> Sample:
     """One training step as the Trainer takes it; returns seconds per phase and in total."""
     model, optimizer, device = trainee.model, trainee.optimizer, trainee.device
     marks = [_mark(device)]
-    with _autocast(trainee.cfg, device):
+    with _autocast(trainee.precision, device):
         loss = model(**batch).loss
     marks.append(_mark(device))
     loss.backward()
@@ -130,11 +138,9 @@ def _mark(device: str) -> float:
     return time.perf_counter()
 
 
-def _autocast(cfg: DictConfig, device: str) -> contextlib.AbstractContextManager:
-    """The mixed precision the run's Trainer would use (bf16/fp16 on CUDA; the CPU runs fp32)."""
-    flags = precision_flags(cfg.train.precision) if device.startswith("cuda") else {}
-    if flags.get("bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if flags.get("fp16"):
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
+def _autocast(precision: str, device: str) -> contextlib.AbstractContextManager:
+    """Autocast as the run's Trainer (accelerate) applies it for `precision`, on `device`'s type."""
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtypes[precision])

@@ -33,7 +33,7 @@ __all__ = ["default_runs_dir", "load_predictions", "load_records", "method_label
 COLUMNS = ["status", "task", "model", "method", "label", "row_key", "setup", "seed", "config_hash",
            "family", "params_method", "params_trainable", "params_total", "headline_metric", "selection",
            "selection_metric", "selection_value", "best", "best_epoch", "report_best", "report_best_epoch",
-           "final", "path", "predictions", "epoch_logits"]
+           "final", "train_seconds", "path", "predictions", "epoch_logits"]
 
 
 def default_runs_dir() -> Path:
@@ -104,6 +104,7 @@ def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "report_best": (info.get("report_best") or best).get("value"),
         "report_best_epoch": (info.get("report_best") or best).get("epoch"),
         "final": info.get("final", {}).get("value"),
+        "train_seconds": info.get("train_seconds"),
         "path": str(path),
         "predictions": best_predictions_file(record, path),
         "epoch_logits": str(Path(path).parent / record["artifacts"]["epoch_logits"])

@@ -5,6 +5,8 @@
     lora-repro report mini        # = --runs results/mini/runs --rank-runs results/mini/ranks/runs --out results/mini
     lora-repro report lr_search   # = --runs results/mini/lr_search/runs --out results/mini/lr_search
     lora-repro report successors  # = --runs results/mini/runs results/successors/runs --out results/successors
+    lora-repro report precision   # = --runs results/mini/precision/runs --out results/mini/precision
+    lora-repro report lr_search --next-grid   # the overrides that extend the search's grid, one line each
 
 Writes <table>.md, <table>.tex, <table>.csv (tidy: median, std, n_seeds, paper, delta) and PNG figures
 into --out, and prints the Markdown. Bad arguments or no records: one line `error: ...`, exit status 2.
@@ -22,15 +24,17 @@ from lora_repro.config import group_choices
 from lora_repro.errors import UserError, choose
 from lora_repro.records.store import default_runs_dir, load_records
 from lora_repro.report.render import to_markdown, write_report
-from lora_repro.report.reports import DEFAULT_SEEDS, REPORTS, build_report, params_report
+from lora_repro.report.reports import DEFAULT_SEEDS, REPORTS, build_report, lr_search_next, params_report
 
 __all__ = ["main", "parse_args"]
 
 # Where the mini experiments keep their committed records (paths.runs_dir of conf/experiment/mini*.yaml).
 MINI_DIR, SUCCESSORS_DIR = Path("results") / "mini", Path("results") / "successors"
 MINI_RUNS = {"mini": [MINI_DIR / "runs"], "lr_search": [MINI_DIR / "lr_search" / "runs"],
+             "precision": [MINI_DIR / "precision" / "runs"],
              "successors": [MINI_DIR / "runs", SUCCESSORS_DIR / "runs"]}  # the mini's rows are reused, not rerun
-MINI_OUT = {"mini": MINI_DIR, "lr_search": MINI_DIR / "lr_search", "successors": SUCCESSORS_DIR}
+MINI_OUT = {"mini": MINI_DIR, "lr_search": MINI_DIR / "lr_search", "precision": MINI_DIR / "precision",
+            "successors": SUCCESSORS_DIR}
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,6 +65,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="output folder (default: results/<table>)")
     parser.add_argument("--seeds", type=positive, help="seeds a cell should have (default: "
                         + ", ".join(f"{k} {v}" for k, v in DEFAULT_SEEDS.items()) + ")")
+    parser.add_argument("--next-grid", action="store_true",
+                        help="lr_search: print the overrides that extend the grid where a best rate sits on its "
+                        "edge (one line each; nothing when the search is done), write nothing")
     parser.add_argument("--params-only", action="store_true",
                         help="table2: only the # Trainable Parameters column, computed (no records needed)")
     args = parser.parse_args(argv)
@@ -70,6 +77,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choose("task", task, group_choices("task"))
     if args.params_only and args.table != "table2":
         raise UserError("--params-only goes with table2 only")
+    if args.next_grid and args.table != "lr_search":
+        raise UserError("--next-grid goes with lr_search only")
     args.out = args.out or MINI_OUT.get(args.table, Path("results") / args.table)
     return args
 
@@ -78,6 +87,10 @@ def run(argv: list[str]) -> list[Path]:
     """Build the report `argv` asks for, write its files and print its Markdown."""
     args = parse_args(argv)
     command = shlex.join(["lora-repro", "report", *argv])
+    if args.next_grid:
+        for line in lr_search_next(load_records(args.runs or MINI_RUNS["lr_search"])):
+            print(line)
+        return []
     if args.params_only:
         report = params_report(args.model)
     else:
@@ -94,4 +107,5 @@ def run(argv: list[str]) -> list[Path]:
 def main() -> None:
     """Entry point of `lora-repro report` (reads `sys.argv[1:]`, as the dispatcher sets it)."""
     written = run(sys.argv[1:])
-    print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    if written:
+        print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

@@ -17,7 +17,7 @@ from lora_repro.paper import RECIPE_DIFFERENCES
 from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS
 from lora_repro.records.record import COMPLETED
 from lora_repro.records.store import method_label
-from lora_repro.report.cells import MISSING, summarize_cells
+from lora_repro.report.cells import MISSING, format_cell, summarize_cells
 from lora_repro.report.claims import (
     RANK_CLAIMS,
     RESAMPLES,
@@ -36,6 +36,8 @@ from lora_repro.report.figures import params_figure, rank_figure, task_figure
 from lora_repro.report.layout import (
     Report,
     Section,
+    legend,
+    metric_note,
     not_results_note,
     order_tasks,
     position,
@@ -50,7 +52,7 @@ from lora_repro.report.table2 import AVG, paper_block, table2_sections
 __all__ = ["DEFAULT_SEEDS", "REPORTS", "build_report", "lr_search_next", "params_report"]
 
 # Seeds a cell should have: the paper's 5 for Table 2, the sweeps' 3 (conf/experiment/table5, 6, mini).
-DEFAULT_SEEDS = {"table2": 5, "table5": 3, "table6": 3, "mini": 3, "lr_search": 1, "successors": 3}
+DEFAULT_SEEDS = {"table2": 5, "table5": 5, "table6": 5, "mini": 5, "lr_search": 1, "successors": 5, "precision": 3}
 MINI_MODEL = "minilm"
 TRIVIAL_LABEL = "Trivial baseline"
 FRONT_COLUMNS = ("Model", "Method", "# Trainable Parameters")
@@ -331,6 +333,50 @@ def lr_search_report(records: pd.DataFrame) -> Report:
                   table.assign(winner=table["winner"].astype(bool)))
 
 
+def precision_report(records: pd.DataFrame, seeds: int) -> Report:
+    """bf16 against fp32 per task and method: is bf16's median within the fp32 seeds' range, and its speed."""
+    done = require_completed(records, "precision")
+    cells = summarize_cells(done, ["task", "label", "train.precision"])
+    cells = cells.set_index(["task", "label", "train.precision"])
+    rows = []
+    for task in order_tasks(done["task"]):
+        for label in sorted(set(done.loc[done["task"] == task, "label"]), key=lambda x: position(x, LABEL_ORDER)):
+            key = (task, label)
+            if (*key, "fp32") not in cells.index or (*key, "bf16") not in cells.index:
+                continue
+            fp32, bf16 = cells.loc[(*key, "fp32")], cells.loc[(*key, "bf16")]
+            runs = done[(done["task"] == task) & (done["label"] == label)]
+            values = runs[runs["train.precision"] == "fp32"]["best"].astype(float)
+            seconds = runs.groupby("train.precision")["train_seconds"].median()
+            rows.append({"task": task, "method": label, "fp32": fp32["median"], "fp32_std": fp32["std"],
+                         "fp32_min": values.min(), "fp32_max": values.max(), "bf16": bf16["median"],
+                         "bf16_std": bf16["std"], "difference": bf16["median"] - fp32["median"],
+                         "within": bool(values.min() <= bf16["median"] <= values.max()),
+                         "n_fp32": int(fp32["n_seeds"]), "n_bf16": int(bf16["n_seeds"]),
+                         "time_ratio": seconds.get("bf16", math.nan) / seconds.get("fp32", math.nan)})
+    table = pd.DataFrame(rows)
+    shown = pd.DataFrame({
+        "Task": table["task"].map(task_name), "Method": table["method"],
+        "fp32": [format_cell(m, s, n, seeds, False) for m, s, n in zip(table["fp32"], table["fp32_std"],
+                                                                          table["n_fp32"], strict=True)],
+        "fp32 seeds' range": [f"{100 * lo:.1f}–{100 * hi:.1f}" for lo, hi in zip(table["fp32_min"], table["fp32_max"],
+                                                                                 strict=True)],
+        "bf16": [format_cell(m, s, n, seeds, False) for m, s, n in zip(table["bf16"], table["bf16_std"],
+                                                                          table["n_bf16"], strict=True)],
+        "bf16 − fp32": table["difference"].map(lambda d: f"{100 * d:+.1f}"),
+        "bf16 median within the fp32 range": table["within"].map({True: "yes", False: "no"}),
+        "train time bf16 / fp32": table["time_ratio"].map(lambda r: MISSING if pd.isna(r) else f"{r:.2f}"),
+    })
+    notes = [legend(seeds, records), metric_note(records),
+             "bf16 = autocast: matmuls in bf16, weights and AdamW state in fp32 (train.precision=bf16, what "
+             "`auto` resolves to on a CPU with AVX512-BF16 or AMX). Train time: median over seeds of each run's "
+             "train_seconds, which includes the evaluations; the runs shared the machine with other work, so the "
+             "ratio is indicative. `make bench` times bf16 against fp32 side by side (bf16 vs fp32).",
+             not_results_note(records)]
+    return Report("precision", "bf16 against fp32 on the CPU (MiniLM, the mini's protocol)",
+                  [Section("bf16 x fp32", shown, [n for n in notes if n])], table)
+
+
 def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None = None,
                  tasks: Sequence[str] | None = None, seeds: int | None = None,
                  rank_records: pd.DataFrame | None = None) -> Report:
@@ -351,7 +397,8 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         UserError: No completed record to report on.
     """
     seeds = seeds or DEFAULT_SEEDS[name]
-    chosen = select(records, models or ([MINI_MODEL] if name in ("mini", "lr_search", "successors") else None), tasks)
+    mini_like = ("mini", "lr_search", "successors", "precision")
+    chosen = select(records, models or ([MINI_MODEL] if name in mini_like else None), tasks)
     paper_only = set(models or ()) <= set(PAPER_MODELS.values())
     if name == "table2" and paper_only and (chosen["status"] != COMPLETED).all():
         note = " ".join(filter(None, ["No completed run records: showing the parameter counts only.",
@@ -362,6 +409,8 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         return sweep_report(int(name[-1]), chosen, seeds)
     if name == "lr_search":
         return lr_search_report(chosen)
+    if name == "precision":
+        return precision_report(chosen, seeds)
     if name == "successors":
         return successors_report(chosen, tasks, seeds)
     if name == "mini":

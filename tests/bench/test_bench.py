@@ -21,6 +21,7 @@ from lora_repro.bench.runner import BenchResult, BenchSpec, needed_configs, run_
 from lora_repro.bench.timing import Budget, interleave, paired_ratio
 from lora_repro.bench.training import BOUND, PEFT_BASELINE, build_trainee, train_step
 from lora_repro.errors import UserError
+from lora_repro.hardware import cpu_has_native_bf16
 from lora_repro.methods import count_parameters
 from tests.conftest import compose_config, tiny_model_cfg
 
@@ -50,7 +51,10 @@ def result() -> BenchResult:
 
 def test_training_table_has_a_row_per_method_and_reference(result):
     table = result.training
-    assert list(table["method"]) == [*SPEC.methods, PEFT_BASELINE, BOUND]
+    twins = [f"{m}@bf16" for m in SPEC.methods] if cpu_has_native_bf16() else []
+    assert list(table["method"]) == [*SPEC.methods, PEFT_BASELINE, BOUND, *twins]
+    ratios = table.set_index("method").loc[list(SPEC.methods), "bf16_vs_fp32"]
+    assert ratios.map(math.isfinite).all() if twins else ratios.isna().all()  # bf16 timed beside fp32
     assert (table["rounds"] == 2).all()
     assert (table["step_ms"] > 0).all() and table["step_ms"].map(math.isfinite).all()
     full = table.set_index("method").loc["full_ft"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from lora_repro.records.migrate import migrate_run
 from lora_repro.records.identity import RunId, run_config
+from lora_repro.records.migrate import migrate_run
 from lora_repro.records.record import COMPLETED, RECORD_FILE
 from lora_repro.training.run import run
 from tests.conftest import run_dir_for
