@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,12 +30,19 @@ BAD_SETTINGS = [
     (["train.epochs=-1"], "train.epochs must be >= 1"),
     (["train.epochs=1.5"], "train.epochs must be a whole number"),
     (["train.learning_rate=-1"], "train.learning_rate must be > 0"),
-    (["train.learning_rate=abc"], "train.learning_rate must be a number, got 'abc'"),
+    (["train.learning_rate=abc"], "train.learning_rate must be a finite number, got 'abc'"),
+    (["train.learning_rate=inf"], "train.learning_rate must be a finite number, got inf"),
+    (["train.learning_rate=nan"], "train.learning_rate must be a finite number, got nan"),
+    (["train.weight_decay=nan"], "train.weight_decay must be a finite number, got nan"),
+    (["train.max_grad_norm=nan"], "train.max_grad_norm must be a finite number, got nan"),
+    (["train.warmup_ratio=nan"], "train.warmup_ratio must be a finite number or null, got nan"),
+    (["method.alpha=nan"], "lora alpha must be a finite number > 0, got nan"),
+    (["method.alpha=inf"], "lora alpha must be a finite number > 0, got inf"),
     (["train.eval_batch_size=0"], "train.eval_batch_size must be >= 1"),
     (["train.warmup_ratio=-1"], "train.warmup_ratio must be >= 0"),
     (["train.warmup_ratio=2"], "and <= 1"),
     (["train.num_threads=-1"], "train.num_threads must be >= 1"),
-    (["train.weight_decay=x"], "train.weight_decay must be a number"),
+    (["train.weight_decay=x"], "train.weight_decay must be a finite number"),
     (["seed=abc"], "seed must be a whole number, got 'abc'"),
     (["task.headline_metric=dev/acuracy"], "task.headline_metric 'dev/acuracy' must be <split>/<metric>"),
     (["task.headline_metric=accuracy"], "with a split of ['dev']"),
@@ -84,6 +93,10 @@ def cli(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProc
     (["train", "method.rank=4"], "rank"),
     (["train", "model=tiny_bert", "task=rte", "method.r=-4"], "lora rank r must be > 0, got -4"),
     (["train", "model=tiny_bert", "task=rte", "train.epochs=0"], "train.epochs must be >= 1, got 0"),
+    (["train", "model=tiny_bert", "task=rte", "train.learning_rate=inf"], "must be a finite number, got inf"),
+    (["train", "model=tiny_bert", "task=rte", "method.alpha=nan"], "must be a finite number > 0, got nan"),
+    (["train", "model=tiny_bert", "task=rte", "train.precision=fp8"], "unknown train.precision 'fp8'"),
+    (["train", "model=tiny_bert", "task=rte", "data.selection=half"], "unknown data.selection 'half'"),
     (["frobnicate"], "unknown command 'frobnicate'"),
 ])
 def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message):
@@ -107,3 +120,27 @@ def test_help_and_cfg_job_work_as_in_hydra(tmp_path, glue_dir):
     assert shown.returncode == 0 and "name: mrpc" in shown.stdout and "r: 4" in shown.stdout
     helped = cli(["train", "--help"], tmp_path, glue_dir)
     assert helped.returncode == 0 and "task: cola, mnli" in helped.stdout
+
+
+def test_train_force_reruns_a_completed_run_from_the_command_line(tmp_path, glue_dir):
+    args = ["train", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
+    assert cli(args, tmp_path, glue_dir).returncode == 0
+    (record,) = runs_written(tmp_path)
+    first = json.loads(record.read_text())["run_info"]["started_at"]
+    again = cli(args, tmp_path, glue_dir)
+    assert again.returncode == 0 and "already completed" in again.stdout + again.stderr
+    time.sleep(1.1)  # started_at has one-second resolution
+    forced = cli([*args, "train.force=true"], tmp_path, glue_dir)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert runs_written(tmp_path) == [record]  # the same run (force is not part of its identity), trained again
+    assert json.loads(record.read_text())["run_info"]["started_at"] != first
+
+
+def test_a_run_whose_loss_diverges_is_failed_not_completed(tmp_path, glue_dir):
+    args = ["train", "model=tiny_bert", "task=stsb", "train.max_seq_length=32", "train.batch_size=8",
+            "train.learning_rate=1e30", "train.max_grad_norm=0"]
+    result = cli(args, tmp_path, glue_dir)
+    (record,) = runs_written(tmp_path)
+    payload = json.loads(record.read_text())
+    assert result.returncode != 0 and payload["status"] == "failed"
+    assert "diverged" in payload["train_info"]["error"] or "nan" in payload["train_info"]["error"].lower()

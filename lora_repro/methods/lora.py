@@ -25,6 +25,7 @@ else, inference included, goes through PEFT's own forward.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import partial
@@ -67,8 +68,9 @@ class LoraConfig:
 
     def __post_init__(self) -> None:
         check_int("lora rank r", self.r, 1)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) or self.alpha <= 0:
-            raise UserError(f"lora alpha must be a number > 0, got {self.alpha!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) \
+                or not math.isfinite(self.alpha) or self.alpha <= 0:
+            raise UserError(f"lora alpha must be a finite number > 0, got {self.alpha!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) \
                 or not 0 <= self.dropout < 1:
             raise UserError(f"lora dropout must be in [0, 1), got {self.dropout!r}")

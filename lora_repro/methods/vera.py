@@ -10,6 +10,7 @@ layers x targets x (r + d_out); VeRA's rank is large (256 in the paper) because 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
@@ -35,7 +36,8 @@ class VeraConfig:
     def __post_init__(self) -> None:
         check_int("vera rank r", self.r, 1)
         check_int("vera projection_seed", self.projection_seed, 0)
-        if isinstance(self.d_initial, bool) or not isinstance(self.d_initial, int | float) or self.d_initial <= 0:
+        if isinstance(self.d_initial, bool) or not isinstance(self.d_initial, int | float) \
+                or not math.isfinite(self.d_initial) or self.d_initial <= 0:
             raise UserError(f"vera d_initial must be a number > 0, got {self.d_initial!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) \
                 or not 0 <= self.dropout < 1:

@@ -317,8 +317,12 @@ def lr_search_report(records: pd.DataFrame) -> Report:
 
     planned, completed = len(expand_sweep(["experiment=mini_lr"])), int((records["status"] == COMPLETED).sum())
     metrics = ", ".join(f"{task_name(t)} {m}" for t, m in headline(records[records["status"] == COMPLETED]).items())
+    done = records[records["status"] == COMPLETED]
+    selected = (done["selection"] != "none").all()
     notes = [f"Selection-split metric ({metrics}) of one run (seed 0) at the epoch the selection split picked, "
-             "x100. The report split never enters the search.",
+             "x100. The report split never enters the search." if selected else
+             f"Dev metric ({metrics}) of one run (seed 0) at its best dev epoch, x100: these runs have no selection "
+             "split, so dev both chose and reports (the protocol before the selection split).",
              "Best = the rate with the highest mean over the tasks, per method. In the mini = the rate "
              "conf/experiment/_mini_protocol.yaml gives the method (mini.learning_rate). A best rate on the edge "
              "of its grid extends the grid one step outward (`make mini-lr` does it until every best is inside).",
