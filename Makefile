@@ -1,5 +1,5 @@
 # lora-repro: `make help` lists the targets. Variables: PYTHON, GLUE_DIR, ARGS (extra Hydra overrides),
-# LAUNCHER (unset = one run after another | parallel | slurm | submitit_local), DRY_RUN=1 (list runs, launch nothing).
+# LAUNCHER (unset = one run after another | parallel | slurm | slurm_local), DRY_RUN=1 (list runs, launch nothing).
 PYTHON ?= python
 LAUNCHER ?=
 ARGS ?=
@@ -26,10 +26,10 @@ test-all: ## the test suite including slow tests
 	$(PYTHON) -m pytest -q
 
 lint: ## ruff
-	ruff check lora_repro tests notebooks
+	ruff check lora_repro hydra_plugins tests notebooks
 
 format: ## ruff format + fixes
-	ruff check --fix lora_repro tests notebooks && ruff format lora_repro tests
+	ruff check --fix lora_repro hydra_plugins tests notebooks && ruff format lora_repro hydra_plugins tests
 
 mini: ## the paper's Table 2 comparison on MiniLM (CPU scale, 3 seeds), trivial baseline and claims -> results/mini/
 	$(SWEEP) experiment=mini $(ARGS)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["is_main_process", "world_size"]
+from lora_repro.errors import UserError
+
+__all__ = ["check_one_process_per_gpu", "is_main_process", "world_size"]
 
 
 def world_size() -> int:
@@ -18,3 +20,26 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """True in the one process that writes records and artifacts (rank 0, or the only process)."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_one_process_per_gpu() -> None:
+    """Refuse a launch that sees more GPUs than it has processes (before anything is loaded or written).
+
+    One process that sees several GPUs gets wrapped by the Trainer in DataParallel over all of them, which
+    splits every batch across them and multiplies the batch the optimizer sees: another experiment than the
+    record would claim. One process per GPU keeps `train.batch_size` the global batch.
+
+    Raises:
+        UserError: Naming the command to use instead.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    gpus = torch.cuda.device_count()
+    if world_size() == 1 and gpus > 1:
+        raise UserError(f"{gpus} GPUs are visible to this single process, and the Trainer would split every batch "
+                        f"over all of them (DataParallel), which changes the experiment. Run one process per GPU: "
+                        f"`torchrun --nproc_per_node {gpus} -m lora_repro train ...` (on SLURM: "
+                        "hydra.launcher.tasks_per_node equal to gpus_per_node), or one GPU: "
+                        "`CUDA_VISIBLE_DEVICES=0 lora-repro train ...`")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_a_wheel_install_runs_every_command_from_another_folder(tmp_path):
     venv = tmp_path / "venv"
-    # The venv sees this machine's packages (torch, transformers, ...) but gets its own lora-repro, built
-    # as a wheel from the checkout: what `pip install .` gives a user.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # The venv sees the packages of the interpreter running the tests (torch, transformers, ...) but gets its
+    # own lora-repro, built as a wheel from the checkout: what `pip install .` gives a user. A .pth file, not
+    # --system-site-packages: inside a virtualenv that flag exposes the base interpreter's packages instead.
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    (Path(own) / "outer_site_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
                     "-w", str(tmp_path / "dist")], check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("lora_repro-*.whl"))

@@ -25,6 +25,8 @@ from lora_repro.records.record import completed_value
 from lora_repro.training.sweep_summary import FAILED_SWEEPS, write_outcome
 
 _job_started = False
+# What SLURM sets in a job that was given GPUs (--gpus-per-node / --gres=gpu:N).
+SLURM_GPU_VARIABLES = ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
 log = logging.getLogger(__name__)
 
 
@@ -41,9 +43,10 @@ def join_submitit_tasks() -> None:
     from submitit.helpers import TorchDistributedEnvironment
 
     if JobEnvironment().num_tasks > 1:
-        import torch
-
-        TorchDistributedEnvironment().export(set_cuda_visible_devices=torch.cuda.is_available())
+        # Whether the job has GPUs comes from SLURM, not from torch: asking torch.cuda would start CUDA before
+        # CUDA_VISIBLE_DEVICES is exported, and every task would then see (and may pick) the same GPU.
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=any(
+            os.environ.get(name) for name in SLURM_GPU_VARIABLES))
 
 
 def discard_hydra_output() -> None:

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from transformers import set_seed
 
 from lora_repro.data.glue import GlueData, build_datasets
 from lora_repro.data.tasks import SELECT, selection_metric
-from lora_repro.distributed import is_main_process
+from lora_repro.distributed import check_one_process_per_gpu, is_main_process
 from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
 from lora_repro.methods.lora import FACTOR_KEY
@@ -92,6 +91,7 @@ def check_settings(cfg: DictConfig) -> None:
         raise UserError(f"task.headline_metric {cfg.task.headline_metric!r} must be <split>/<metric> with a split of "
                         f"{list(cfg.task.eval_splits)} and a metric of {list(cfg.task.metrics)}")
     check_method_config(cfg.method)
+    check_one_process_per_gpu()
     batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
 
 
@@ -181,6 +181,12 @@ def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig,
     return files
 
 
+def mean_or_none(values: list[float | None]) -> float | None:
+    """The mean of the values that are there (None when none is)."""
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
 def write_epoch_logits(run_dir: Path, data: GlueData, epoch_log: EpochLog) -> str:
     """Save every epoch's logits on every eval split, with the rows' labels and idx.
 
@@ -206,9 +212,8 @@ def train_and_record(cfg: DictConfig, run_id: RunId, record: RunRecord | None, t
                      model) -> float:
     """Train, then write predictions, weights and the completed record (`record` None: not the main process)."""
     logs = run_id.run_dir / "logs"  # the Trainer's output folder: TensorBoard/wandb files, if any
-    started = time.perf_counter()
-    epoch_log, train_metrics = fit(model, data, cfg, tokenizer, logs)
-    seconds = time.perf_counter() - started
+    epoch_log, _ = fit(model, data, cfg, tokenizer, logs)
+    seconds = epoch_log.seconds()  # every attempt of a resumed run, not only the last
     with contextlib.suppress(OSError):
         logs.rmdir()  # nothing was logged there
     counts = count_parameters(model, cfg.method)
@@ -221,8 +226,9 @@ def train_and_record(cfg: DictConfig, run_id: RunId, record: RunRecord | None, t
         "train_examples": len(data.train),
         "eval_examples": {split: len(ds) for split, ds in data.evals.items()},
         "train_seconds": seconds,
-        "train_examples_per_second": train_metrics.get("train_samples_per_second"),
-        "train_loss": train_metrics.get("train_loss"),
+        "train_examples_per_second": len(data.train) * len(epoch_log.epochs) / seconds,
+        # The mean of the epochs' mean losses (equal epochs): the same with or without a resume in between.
+        "train_loss": mean_or_none([e["train_loss"] for e in epoch_log.epochs]),
         "peak_memory_bytes": peak_memory_bytes(),
         "batch": dataclasses.asdict(plan) | {"global": plan.global_batch},
     }

@@ -13,6 +13,7 @@ import os
 import resource
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lora_repro.data.glue import GlueData
 from lora_repro.data.tasks import selection_metric
@@ -32,6 +33,7 @@ from lora_repro.errors import UserError
 from lora_repro.hardware import resolve_precision
 from lora_repro.methods import load_trainable_state_dict, trainable_state_dict
 from lora_repro.metrics import compute_metrics, predictions_from_logits
+from lora_repro.records.record import atomic_write
 
 EPOCH_LOG_FILE, EPOCH_LOG_LOGITS = "epoch_log.json", "epoch_log_logits.npz"
 TRAINABLE_FILE, BEST_TRAINABLE_FILE = "trainable.safetensors", "best_trainable.safetensors"
@@ -102,10 +104,12 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         max_grad_norm=train.max_grad_norm,
         lr_scheduler_type="linear",
         eval_strategy="epoch",
-        # A checkpoint after every epoch (model, optimizer, scheduler, RNG states, the epoch log), only the
-        # newest kept: a killed or preempted run resumes from it; `fit` deletes it once the run is done.
+        # A checkpoint after every epoch (model, optimizer, scheduler, RNG states, the epoch log): a killed or
+        # preempted run resumes from the newest complete one; `fit` deletes them once the run is done. Two are
+        # kept: the Trainer drops the older one before this project's files are in the newer one, so a kill
+        # during that save must still find the older one whole.
         save_strategy="epoch",
-        save_total_limit=1,
+        save_total_limit=2,
         logging_strategy="epoch",
         # Batches of similar length waste little on padding: short tasks (CoLA, SST-2) cost what their tokens cost.
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
@@ -161,8 +165,10 @@ class EpochLog(TrainerCallback):
     epochs: list[dict[str, Any]] = field(default_factory=list)
     logits: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     best_weights: dict[str, torch.Tensor] | None = None
+    earlier_seconds: float = 0.0  # training time of the attempts before a resume, up to their last checkpoint
     _pending: np.ndarray | None = None
     _train_loss: float | None = None
+    _attempt_started: float = field(default_factory=time.perf_counter)
 
     def compute(self, prediction: EvalPrediction) -> dict[str, float]:
         logits, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
@@ -201,7 +207,13 @@ class EpochLog(TrainerCallback):
             save_file(state, str(folder / TRAINABLE_FILE))
             if self.best_weights is not None:
                 save_file(self.best_weights, str(folder / BEST_TRAINABLE_FILE))
-            (folder / EPOCH_LOG_FILE).write_text(json.dumps({"epochs": self.epochs, "train_loss": self._train_loss}))
+            # Last and atomic: a checkpoint is complete exactly when this file is there (`last_complete_checkpoint`).
+            log = json.dumps({"epochs": self.epochs, "train_loss": self._train_loss, "seconds": self.seconds()})
+            atomic_write(folder / EPOCH_LOG_FILE, lambda tmp: tmp.write_text(log))
+
+    def seconds(self) -> float:
+        """Training time so far, over every attempt (each up to its last checkpoint, the current one to now)."""
+        return self.earlier_seconds + time.perf_counter() - self._attempt_started
 
     def restore(self, checkpoint: Path, model: torch.nn.Module) -> None:
         """Take up the epochs and trained weights saved with `checkpoint` (a run resumed after it was killed)."""
@@ -210,6 +222,7 @@ class EpochLog(TrainerCallback):
             self.best_weights = load_file(str(checkpoint / BEST_TRAINABLE_FILE))
         saved = json.loads((checkpoint / EPOCH_LOG_FILE).read_text())
         self.epochs, self._train_loss = saved["epochs"], saved["train_loss"]
+        self.earlier_seconds = saved.get("seconds", 0.0)
         with np.load(checkpoint / EPOCH_LOG_LOGITS) as arrays:
             for key in arrays.files:
                 epoch, split = key.split("/")
@@ -267,6 +280,24 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
     return trainer, log
 
 
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint that holds everything a resume needs, or None.
+
+    Newer, incomplete ones (a kill during a save) are deleted, so that the Trainer's rotation never keeps one of
+    them in place of a complete one.
+    """
+    if not output_dir.is_dir():
+        return None
+    folders = sorted(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"), key=lambda f: int(f.name.rpartition("-")[2]),
+                     reverse=True)
+    for folder in folders:
+        if (folder / EPOCH_LOG_FILE).is_file() and (folder / "trainer_state.json").is_file():
+            return folder
+        logger.warning("discarding %s: it was not saved completely (the run was stopped during the save)", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
 def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
         ) -> tuple[EpochLog, dict[str, float]]:
     """Train `model` on `data.train`, evaluating every dev set after each epoch.
@@ -278,7 +309,7 @@ def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, outp
     trainer, log = make_trainer(model, data, cfg, tokenizer, output_dir)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    checkpoint = last_complete_checkpoint(output_dir)
     if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
         log.restore(Path(checkpoint), model)

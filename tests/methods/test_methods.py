@@ -170,7 +170,7 @@ BAD_OPTIONS = [
     (("method=lora", "method.r=0"), "lora rank r must be > 0, got 0"),
     (("method=lora", "method.r=2.5"), "lora rank r must be an integer, got 2.5"),
     (("method=lora", "method.r=33"), "r must be <= 32"),
-    (("method=lora", "method.alpha=0"), "lora alpha must be a number > 0, got 0"),
+    (("method=lora", "method.alpha=0"), "lora alpha must be a finite number > 0, got 0"),
     (("method=lora", "method.dropout=1.0"), "lora dropout must be in [0, 1), got 1.0"),
     (("method=lora", "method.targets=[]"), "lora targets must be a non-empty list"),
     (("method=lora", "method.targets=[q,x]"), "lora target 'x' not in {q, k, v, o, ffn}"),

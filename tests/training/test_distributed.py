@@ -63,3 +63,50 @@ def test_the_record_states_how_the_global_batch_was_made(runs):
     assert batches["accumulated"] == {"processes": 1, "per_device": 2, "accumulation": 4, "global": 8}
     # Same run identity: the layout on the hardware is not part of what the run computes.
     assert len({path.name for path in runs.values()}) == 1
+
+
+def test_a_plain_launch_on_a_two_gpu_node_is_refused_not_run_with_a_doubled_batch(tmp_path, glue_dir):
+    # As on a node with 2 GPUs and no torchrun: the Trainer would wrap the model in DataParallel over both.
+    fake_node = ("import sys, torch; torch.cuda.is_available = lambda: True; torch.cuda.device_count = lambda: 2; "
+                 "sys.argv = ['lora-repro'] + sys.argv[1:]; from lora_repro.cli import main; main()")
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(tmp_path)}
+    env.pop("WORLD_SIZE", None)
+    result = subprocess.run([sys.executable, "-c", fake_node, "train", "model=tiny_bert", "task=rte",
+                             "train.precision=fp32"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "2 GPUs are visible to this single process" in result.stderr
+    assert "torchrun --nproc_per_node 2" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "experiments").exists()  # nothing written: no record, cache or log folder
+
+
+@pytest.mark.parametrize(("slurm_gpus", "expected"), [("2", True), (None, False)])
+def test_submitit_tasks_get_their_own_gpu_before_cuda_starts(monkeypatch, slurm_gpus, expected):
+    import submitit
+    import submitit.helpers
+
+    from lora_repro.training import app
+
+    exported = []
+
+    class Job:
+        num_tasks = 2
+
+    class Distributed:
+        def export(self, set_cuda_visible_devices: bool) -> None:
+            exported.append(set_cuda_visible_devices)
+
+    def cuda_touched() -> bool:
+        raise AssertionError("CUDA was started before CUDA_VISIBLE_DEVICES was exported")
+
+    monkeypatch.setattr(torch.cuda, "is_available", cuda_touched)
+    monkeypatch.setattr(torch.cuda, "device_count", cuda_touched)
+    monkeypatch.setattr(submitit, "JobEnvironment", Job)
+    monkeypatch.setattr(submitit.helpers, "TorchDistributedEnvironment", Distributed)
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    monkeypatch.delenv("RANK", raising=False)
+    for name in app.SLURM_GPU_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if slurm_gpus:
+        monkeypatch.setenv("SLURM_GPUS_ON_NODE", slurm_gpus)
+    app.join_submitit_tasks()
+    assert exported == [expected]

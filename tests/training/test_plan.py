@@ -102,3 +102,16 @@ def test_gpu_hours_follow_the_stated_assumption():
     # 1 PFLOP at 40% of an A100's 312 TFLOP/s: 1e15 / 124.8e12 s = 8.01 s.
     assert gpu_hours(1.0)["A100"] * 3600 == pytest.approx(1e15 / (312e12 * 0.4))
     assert gpu_hours(1.0)["H100"] < gpu_hours(1.0)["A100"]
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "slurm_local"])
+def test_runs_that_start_from_mnli_are_launched_after_it_finishes(tmp_path, glue_dir, launcher):
+    # Side by side (joblib) or as one job array (submitit), RTE would start before MNLI finished and fail for
+    # want of its source; the launchers run the sweep in two stages.
+    result = launch([f"hydra/launcher={launcher}", "task=mnli,rte", "seed=0", "method=lora",
+                     "+start_from={rte: mnli}", "train.init_from='${oc.select:start_from.${task.name},null}'"],
+                    tmp_path, glue_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    statuses = {p.parts[-5]: json.loads(p.read_text())["status"] for p in records(tmp_path)}
+    assert statuses == {"mnli": "completed", "rte": "completed"}
+    assert "1 of 2 runs start from another run" in result.stdout + result.stderr

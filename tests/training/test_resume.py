@@ -43,9 +43,34 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path):
     process.wait()
     record = json.loads(next(killed.rglob("record.json")).read_text())
     assert record["status"] == "running"  # killed: no chance to say anything else
+    started = time.monotonic()
     resumed = finish(start(killed, glue_dir), killed)
+    seconds_after_the_resume = time.monotonic() - started
 
     assert resumed["status"] == "completed"
     assert resumed["train_info"]["epochs"] == uninterrupted["train_info"]["epochs"]  # every loss and metric
     assert resumed["train_info"]["best"] == uninterrupted["train_info"]["best"]
+    # Totals over both attempts: the loss of every epoch, the time up to the kill's last checkpoint too.
+    assert resumed["train_info"]["train_loss"] == uninterrupted["train_info"]["train_loss"]
+    assert resumed["train_info"]["train_seconds"] > seconds_after_the_resume
     assert not list(killed.rglob("checkpoint-*"))  # done: no checkpoint left on disk
+
+
+def test_a_kill_during_a_checkpoint_save_resumes_from_the_last_complete_checkpoint(tmp_path):
+    glue_dir = write_tiny_glue(tmp_path / "glue", n_train=1500, n_dev=40)
+    uninterrupted = finish(start(tmp_path / "once", glue_dir), tmp_path / "once")
+    killed = tmp_path / "killed"
+    process = start(killed, glue_dir)
+    deadline = time.monotonic() + 300
+    while len(list(killed.rglob("checkpoint-*/epoch_log.json"))) < 2:  # epochs 1 and 2 saved
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # As if the kill had come inside the save of epoch 2: the Trainer's files are there, this project's are not.
+    newest = max(killed.rglob("checkpoint-*"), key=lambda f: int(f.name.rpartition("-")[2]))
+    for name in ("epoch_log.json", "trainable.safetensors"):
+        (newest / name).unlink()
+    resumed = finish(start(killed, glue_dir), killed)
+    assert resumed["status"] == "completed"
+    assert resumed["train_info"]["epochs"] == uninterrupted["train_info"]["epochs"]
