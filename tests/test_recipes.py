@@ -25,9 +25,13 @@ def job(*overrides: str):
 def test_deberta_runs_get_the_scripts_warmup_steps_and_classifier_dropout(tmp_path):
     cfg = job("experiment=table2_deberta_xxl", "task=mnli")
     assert (cfg.train.warmup_steps, cfg.model.config_overrides.cls_dropout) == (1000, 0.15)
+    assert cfg.train.precision == "fp16"  # the scripts' --fp16; the RoBERTa scripts train in fp32
+    assert job("experiment=table2_roberta_base", "task=rte").train.precision == "fp32"
+    cfg.train.precision = "fp32"  # fp16 needs a GPU, which the tests do not have
     args = training_arguments(cfg, tmp_path)
     assert args.warmup_steps == 1000
     mrpc = job("experiment=table2_deberta_xxl", "task=mrpc")  # the one DeBERTa script with a warm-up ratio
+    mrpc.train.precision = "fp32"
     assert mrpc.train.warmup_steps is None and training_arguments(mrpc, tmp_path).warmup_steps == 0.1
     roberta = job("experiment=table2_roberta_base", "task=rte")
     assert training_arguments(roberta, tmp_path).warmup_steps == 0.06 and not roberta.model.config_overrides

@@ -22,7 +22,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-__all__ = ["IDENTITY_VERSION", "RunId", "canonical", "hashed_config", "run_config", "run_folder_name"]
+__all__ = ["IDENTITY_VERSION", "RunId", "canonical", "hashed_config", "method_identity", "run_config",
+           "run_folder_name"]
 
 IDENTITY_VERSION = 3  # 3: resolved precision, selection split, no method.learning_rate
 HASHED_SECTIONS = ("task", "method", "model", "train", "seed", "setup")
@@ -68,6 +69,15 @@ def canonical(value: Any) -> Any:
     return value
 
 
+def method_identity(method: dict[str, Any]) -> dict[str, Any]:
+    """A method config as the identity sees it: canonical, its default rate dropped, its weight set a set."""
+    method = {k: v for k, v in method.items() if k != METHOD_DEFAULT_RATE}
+    for key in UNORDERED_METHOD_KEYS:
+        if isinstance(method.get(key), list):
+            method[key] = sorted(set(method[key]))
+    return canonical(method)
+
+
 def hashed_config(cfg: DictConfig) -> dict[str, Any]:
     """The part of a run config (`run_config`) that determines the run's result, in canonical form.
 
@@ -78,11 +88,8 @@ def hashed_config(cfg: DictConfig) -> dict[str, Any]:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     hashed = {key: resolved[key] for key in HASHED_SECTIONS}
-    hashed["method"] = {k: v for k, v in hashed["method"].items() if k != METHOD_DEFAULT_RATE}
+    hashed["method"] = method_identity(hashed["method"])
     hashed["train"] = {k: v for k, v in hashed["train"].items() if k not in UNHASHED_TRAIN_KEYS}
-    for key in UNORDERED_METHOD_KEYS:
-        if isinstance(hashed["method"].get(key), list):
-            hashed["method"][key] = sorted(set(hashed["method"][key]))
     data = {key: resolved["data"].get(key) for key in HASHED_DATA_KEYS}
     data["files"] = data_identity(cfg.task, cfg.data)
     return canonical({**hashed, "data": data, "identity_version": IDENTITY_VERSION})

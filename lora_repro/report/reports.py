@@ -130,6 +130,7 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
         where: a note saying which tables the claims are read from.
         title: the report's title.
     """
+    lines = max(len(table), 1)
     notes = ["Each claim reads `A − B ≥ margin` in points (x100) on the mean over seeds of each run's report-split "
              "metric at the epoch its selection split chose (the tables print medians); over several tasks, on the "
              "mean of the task cells. Interval: percentile bootstrap "
@@ -137,7 +138,8 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
              "epoch (re-chosen on the resampled selection split in every resample) and the seeds, rescaled so that "
              "the run-by-example noise is not counted twice (lora_repro/report/claims.py).",
              "All lines of this table are one family: Holm's step-down procedure keeps the chance of any false "
-             "verdict at 5%. Level = the line's interval coverage under it (99.7% = 1 − 0.05/17). Verdict: holds = "
+             f"verdict at 5%. Level = the line's interval coverage under it ({100 * (1 - 0.05 / lines):.1f}% "
+             f"= 1 − 0.05/{lines} for the first of these {lines} lines). Verdict: holds = "
              "the whole interval at or above the margin; does not hold = entirely below; inconclusive = otherwise. "
              "Seeds to settle: seeds per cell at which a difference of the observed size and spread would clear "
              "the margin at the line's level (∞: the examples alone are too noisy). A verdict is whatever the "

@@ -16,17 +16,18 @@ from safetensors.torch import load_file
 
 from lora_repro.errors import UserError
 from lora_repro.methods import load_trainable_state_dict
+from lora_repro.records.identity import method_identity
 from lora_repro.records.record import COMPLETED, WEIGHTS_FILE, read_record
 
 
 def find_source_run(cfg: DictConfig) -> Path:
     """The completed run of task `cfg.train.init_from` with this run's model, method and seed."""
     task = cfg.train.init_from
-    method = OmegaConf.to_container(cfg.method, resolve=True)
+    method = method_identity(OmegaConf.to_container(cfg.method, resolve=True))
     folder = Path(cfg.paths.runs_dir) / task / cfg.model.name / cfg.method.name
     for run_dir in sorted(folder.glob(f"s{cfg.seed}-*")):
         record = read_record(run_dir)
-        same_method = record["run_info"]["config"]["method"] == method
+        same_method = method_identity(record["run_info"]["config"]["method"]) == method
         if record["status"] == COMPLETED and same_method and record["artifacts"].get("weights"):
             return run_dir
     raise UserError(

@@ -119,8 +119,9 @@ def plan(overrides: list[str]) -> pd.DataFrame:
             run_id = RunId.of(resolved)
             run_dir, status = run_id.run_dir, plan_status(run_id, cfg.paths.reuse_runs_dirs)
             precision = resolved.train.precision
-        except UserError as err:  # its data is not on this machine (yet): a plan is still worth showing
-            run_dir, status, precision = None, "no data", cfg.train.precision
+        except UserError as err:
+            # Its data is not here, or this machine cannot run it (fp16 without a GPU): still worth planning.
+            run_dir, status, precision = None, "unavailable here", cfg.train.precision
             if str(err) not in warned:
                 warned.add(str(err))
                 log.warning("%s", err)

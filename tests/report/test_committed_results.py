@@ -14,6 +14,7 @@ MINI = ROOT / "results" / "mini"
 # report -> (its output folder, the run folders it reads, its own first), as the make targets call it.
 REPORTS = {"mini": ("results/mini", ["results/mini/runs", "results/mini/ranks/runs"]),
            "lr_search": ("results/mini/lr_search", ["results/mini/lr_search/runs"]),
+           "precision": ("results/mini/precision", ["results/mini/precision/runs"]),
            "successors": ("results/successors", ["results/successors/runs", "results/mini/runs"])}
 
 
@@ -40,6 +41,9 @@ def test_the_committed_report_is_rebuilt_exactly_from_the_committed_records(name
 
 def test_the_mini_trains_with_the_rates_its_search_chose():
     report = (MINI / "lr_search" / "lr_search.md").read_text()
+    if "these runs have no selection split" in report:
+        pytest.skip("the committed search predates the selection split; `make mini-lr` reruns it on the protocol")
     if "The search is not finished" in report:
         pytest.skip("the learning-rate search is not finished; its best rates are provisional")
+    assert "Still on an edge" not in report, "extend the search first: make mini-lr"
     assert "The mini uses the best rate of every method." in report

@@ -46,7 +46,9 @@ def tiny_run_cfg(tmp_path: Path, glue_dir: Path, architecture: str = "bert", ove
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: "-".join(o.split("=")[1] for o in m))
 def test_every_method_trains_on_every_architecture(tmp_path, glue_dir, architecture, method):
-    cfg = tiny_run_cfg(tmp_path, glue_dir, architecture, method)
+    # fp32: under bf16 autocast, VeRA on DeBERTa-v2 stops inside transformers (its attention fills a bf16 score
+    # tensor with float32's minimum, taken from VeRA's fp32 query); a known limit, see the README.
+    cfg = tiny_run_cfg(tmp_path, glue_dir, architecture, [*method, "train.precision=fp32"])
     score = run(cfg)
     run_dir = run_dir_for(cfg)
     record = read_record(run_dir)
@@ -204,7 +206,7 @@ def test_length_grouped_training_keeps_dev_predictions_on_their_rows(tmp_path, g
     from lora_repro.training.evaluate import load_run
 
     cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=["task=mrpc", "train.group_by_length=true",
-                                                      "train.eval_batch_size=4"])
+                                                      "train.eval_batch_size=4", "train.precision=fp32"])
     run(cfg)
     run_dir = run_dir_for(cfg)
     saved = pd.read_csv(run_dir / "predictions_dev.csv")
