@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import write_tiny_glue
 
 ARGS = ["model=tiny_bert", "task=sst2", "method=lora", "train.batch_size=8", "train.max_seq_length=32",
@@ -29,9 +31,16 @@ def finish(process: subprocess.Popen, root: Path) -> dict:
     return json.loads(next(root.rglob("record.json")).read_text())
 
 
-def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path):
-    glue_dir = write_tiny_glue(tmp_path / "glue", n_train=1500, n_dev=40)  # epochs long enough to kill inside
-    uninterrupted = finish(start(tmp_path / "once", glue_dir), tmp_path / "once")
+@pytest.fixture(scope="module")
+def glue_and_uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
+    """Data with epochs long enough to kill inside, and the record of a run on it that nobody interrupted."""
+    root = tmp_path_factory.mktemp("resume")
+    glue_dir = write_tiny_glue(root / "glue", n_train=1500, n_dev=40)
+    return glue_dir, finish(start(root / "once", glue_dir), root / "once")
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, glue_and_uninterrupted):
+    glue_dir, uninterrupted = glue_and_uninterrupted
 
     killed = tmp_path / "killed"
     process = start(killed, glue_dir)
@@ -56,9 +65,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path):
     assert not list(killed.rglob("checkpoint-*"))  # done: no checkpoint left on disk
 
 
-def test_a_kill_during_a_checkpoint_save_resumes_from_the_last_complete_checkpoint(tmp_path):
-    glue_dir = write_tiny_glue(tmp_path / "glue", n_train=1500, n_dev=40)
-    uninterrupted = finish(start(tmp_path / "once", glue_dir), tmp_path / "once")
+def test_a_kill_during_a_checkpoint_save_resumes_from_the_last_complete_checkpoint(tmp_path, glue_and_uninterrupted):
+    glue_dir, uninterrupted = glue_and_uninterrupted
     killed = tmp_path / "killed"
     process = start(killed, glue_dir)
     deadline = time.monotonic() + 300
