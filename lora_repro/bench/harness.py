@@ -21,7 +21,7 @@ from lora_repro.config import compose_config, group_choices
 from lora_repro.errors import UserError, choose
 from lora_repro.methods import apply_method
 from lora_repro.models import build_model, load_model
-from lora_repro.records.record import git_commit, package_versions
+from lora_repro.records.provenance import git_commit, package_versions
 
 __all__ = ["NUM_LABELS", "build_backbone", "build_method_model", "check_seq_len", "compose_run_config", "environment",
            "random_inputs", "set_threads", "synchronize"]

@@ -38,7 +38,7 @@ from scipy import stats
 
 from lora_repro.errors import UserError
 from lora_repro.metrics import BATCHED_METRICS, compute_metrics, predictions_from_logits
-from lora_repro.records.record import COMPLETED
+from lora_repro.records.schema import COMPLETED
 from lora_repro.records.store import load_epoch_logits, load_predictions, targets_key
 from lora_repro.report.layout import order_tasks, task_name
 

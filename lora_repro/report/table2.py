@@ -15,7 +15,7 @@ import pandas as pd
 
 from lora_repro.paper import paper_table
 from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS, TASK_ORDER
-from lora_repro.records.record import COMPLETED
+from lora_repro.records.schema import COMPLETED
 from lora_repro.report.cells import (
     MISSING,
     cell_text,

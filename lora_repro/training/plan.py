@@ -24,7 +24,7 @@ from lora_repro.config import compose_config, config_context
 from lora_repro.errors import UserError
 from lora_repro.models import meta_counts
 from lora_repro.records.identity import RunId, run_config
-from lora_repro.records.record import read_record, reusable_run
+from lora_repro.records.record import RECORD_FILE, read_record, reusable_run
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ def compose_jobs(jobs: list[list[str]]) -> list[DictConfig]:
 
 def run_status(run_dir: Path) -> str:
     """`completed`, `failed`, `running` (or killed while running), or `missing`."""
-    if not (run_dir / "record.json").exists():
+    if not (run_dir / RECORD_FILE).exists():
         return "missing"
     try:
-        return read_record(run_dir)["status"]
+        return read_record(run_dir).status
     except UserError:
         return "broken"
 

@@ -31,18 +31,16 @@ from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
 from lora_repro.records.identity import RunId, run_config
+from lora_repro.records.io import atomic_write, claim
 from lora_repro.records.record import (
     BEST_WEIGHTS_FILE,
-    COMPLETED,
     EPOCH_LOGITS_FILE,
     FACTORS_FILE,
-    FAILED,
     WEIGHTS_FILE,
     RunRecord,
-    atomic_write,
-    claim,
     completed_value,
 )
+from lora_repro.records.schema import Artifacts, EpochValue, Failure, ParamCounts, SelectionInfo, TrainInfo
 from lora_repro.training.init_from import load_init_weights
 from lora_repro.training.trainer import (
     EpochLog,
@@ -130,8 +128,8 @@ def summarize(epoch_log: EpochLog, headline: str, chosen_by: str) -> dict[str, A
     epochs = epoch_log.epochs
     check_finite(epochs)
 
-    def at(epoch: dict[str, Any]) -> dict[str, Any]:
-        return {"epoch": epoch["epoch"], "value": epoch["metrics"][headline], "metrics": epoch["metrics"]}
+    def at(epoch: dict[str, Any]) -> EpochValue:
+        return EpochValue(epoch=epoch["epoch"], value=epoch["metrics"][headline], metrics=epoch["metrics"])
 
     return {
         "headline_metric": headline,
@@ -219,34 +217,34 @@ def train_and_record(cfg: DictConfig, run_id: RunId, record: RunRecord | None, t
         logs.rmdir()  # nothing was logged there
     counts = count_parameters(model, cfg.method)
     plan = batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
-    train_info = {
+    train_info = TrainInfo(
         **summarize(epoch_log, cfg.task.headline_metric, selection_metric(cfg.task, cfg.data)),
-        "selection": {"protocol": cfg.data.selection, "rows": {s: len(ds) for s, ds in data.evals.items()}},
-        "epochs": epoch_log.epochs,
-        "params": {"method": counts.method, "trainable": counts.trainable, "total": counts.total},
-        "train_examples": len(data.train),
-        "eval_examples": {split: len(ds) for split, ds in data.evals.items()},
-        "train_seconds": seconds,
-        "train_examples_per_second": len(data.train) * len(epoch_log.epochs) / seconds,
+        selection=SelectionInfo(protocol=cfg.data.selection, rows={s: len(ds) for s, ds in data.evals.items()}),
+        epochs=epoch_log.epochs,
+        params=ParamCounts(method=counts.method, trainable=counts.trainable, total=counts.total),
+        train_examples=len(data.train),
+        eval_examples={split: len(ds) for split, ds in data.evals.items()},
+        train_seconds=seconds,
+        train_examples_per_second=len(data.train) * len(epoch_log.epochs) / seconds,
         # The mean of the epochs' mean losses (equal epochs): the same with or without a resume in between.
-        "train_loss": mean_or_none([e["train_loss"] for e in epoch_log.epochs]),
-        "peak_memory_bytes": peak_memory_bytes(),
-        "batch": dataclasses.asdict(plan) | {"global": plan.global_batch},
-    }
+        train_loss=mean_or_none([e["train_loss"] for e in epoch_log.epochs]),
+        peak_memory_bytes=peak_memory_bytes(),
+        batch=dataclasses.asdict(plan) | {"global": plan.global_batch},
+    )
     if record is None:  # another process of a distributed launch: the main one writes
-        return float(train_info["best"]["value"])
-    final, best = train_info["final"]["epoch"], train_info["best"]["epoch"]
+        return train_info.best.value
+    final, best = train_info.final.epoch, train_info.best.epoch
     # The final epoch's predictions match the saved weights (`lora-repro eval`); the best epoch's are the
     # ones behind the reported value, which the claims' bootstrap resamples.
-    artifacts = {"predictions": write_predictions(record.run_dir, data, epoch_log, final),
-                 "best_predictions": write_predictions(record.run_dir, data, epoch_log, best,
-                                                       "" if best == final else "_best"),
-                 "epoch_logits": write_epoch_logits(record.run_dir, data, epoch_log),
-                 **save_weights(record.run_dir, model, cfg, epoch_log.best_weights)}
-    record.finish(COMPLETED, train_info, artifacts)
+    artifacts = Artifacts(predictions=write_predictions(record.run_dir, data, epoch_log, final),
+                          best_predictions=write_predictions(record.run_dir, data, epoch_log, best,
+                                                             "" if best == final else "_best"),
+                          epoch_logits=write_epoch_logits(record.run_dir, data, epoch_log),
+                          **save_weights(record.run_dir, model, cfg, epoch_log.best_weights))
+    record.finish(train_info, artifacts)
     log.info("completed %s: %s = %.4f (best epoch %d)", record.run_dir, cfg.task.headline_metric,
-             train_info["best"]["value"], train_info["best"]["epoch"])
-    return float(train_info["best"]["value"])
+             train_info.best.value, train_info.best.epoch)
+    return train_info.best.value
 
 
 def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
@@ -277,5 +275,5 @@ def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
             return train_and_record(cfg, run_id, record, tokenizer, data, model)
         except BaseException as err:  # includes KeyboardInterrupt: the record must not stay `running`
             if record is not None:
-                record.finish(FAILED, {"error": f"{type(err).__name__}: {err}"}, {})
+                record.finish(Failure(error=f"{type(err).__name__}: {err}"))
             raise

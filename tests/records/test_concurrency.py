@@ -7,7 +7,7 @@ import stat
 import subprocess
 import sys
 
-from lora_repro.records.record import atomic_write
+from lora_repro.records.io import atomic_write
 from tests.conftest import write_tiny_glue
 
 
