@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -40,7 +41,10 @@ def compose_run_config(model: str, method: str, overrides: Sequence[str] = ()) -
     """
     choose("model", model, group_choices("model"))
     choose("method", method, group_choices("method"))
-    cfg = compose_config([f"model={model}", f"method={method}", *overrides])
+    try:
+        cfg = compose_config([f"model={model}", f"method={method}", *overrides])
+    except HydraException as err:  # an override Hydra cannot parse or apply
+        raise UserError(f"--set {' '.join(overrides)}: {str(err).splitlines()[0]}") from None
     OmegaConf.resolve(cfg)
     return cfg
 

@@ -6,7 +6,7 @@ Reports, the result store and the analysis read these; configs name things by th
 
 from __future__ import annotations
 
-__all__ = ["ADAPTER_LABELS", "LABEL_ORDER", "METHOD_LABELS", "PAPER_MODELS", "TASK_NAMES", "TASK_ORDER",
+__all__ = ["ADAPTER_LABELS", "LABEL_ORDER", "METHOD_LABELS", "PAPER_MODELS", "SETUPS", "TASK_NAMES", "TASK_ORDER",
            "WEIGHT_ORDER"]
 
 # Method config `name` -> the paper's row label (adapters are told apart by their `variant`). The paper's
@@ -23,5 +23,7 @@ TASK_NAMES = {"mnli": "MNLI", "sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "
 # The paper's model names -> ours (conf/model/<name>.yaml).
 PAPER_MODELS = {"roberta-base": "roberta_base", "roberta-large": "roberta_large",
                 "deberta-v2-xxlarge": "deberta_v2_xxlarge"}
+# A run's `setup`: the official LoRA scripts' recipe, or the paper's Houlsby-like setup (its dagger rows).
+SETUPS = ("official", "houlsby")
 # The weight types, in the paper's order (W_q, W_k, W_v, W_o), then the feed-forward layer some successors adapt.
 WEIGHT_ORDER = ("q", "k", "v", "o", "ffn")

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lora_repro.distributed import is_main_process
+from lora_repro.errors import UserError
 
-__all__ = ["LOCK_FILE", "atomic_write", "claim"]
+__all__ = ["LOCK_FILE", "atomic_write", "check_writable", "claim"]
 
 LOCK_FILE = ".lock"
 TEMPORARY = ".{name}.{token}.tmp"
@@ -39,6 +40,16 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def check_writable(folder: Path, setting: str) -> None:
+    """Raise a `UserError` unless `folder` exists as a writable folder or could be made (nothing is written)."""
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{setting}={folder}: {existing} is a file, not a folder; set {setting} to a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{setting}={folder}: {existing} is not writable (read-only, or owned by someone else); "
+                        f"set {setting} to a folder you can write to")
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
 
+from lora_repro.config import on_this_machine
 from lora_repro.errors import UserError
 from lora_repro.records.identity import RunId, run_folder_name
 from lora_repro.records.record import RECORD_FILE, completed_record, read_record, write_record
@@ -33,11 +34,7 @@ def migrate_run(run_dir: Path) -> Path:
         UserError: A broken record, or a folder of the same identity that already holds another run.
     """
     record = read_record(run_dir)
-    cfg = OmegaConf.create(record.run_info.config)
-    stored = cfg.data.glue_dir
-    if stored and not Path(stored).is_dir() and os.environ.get("GLUE_DIR"):  # recorded elsewhere: the data here
-        with open_dict(cfg):
-            cfg.data.glue_dir = os.environ["GLUE_DIR"]
+    cfg = on_this_machine(OmegaConf.create(record.run_info.config), paths=False)
     with open_dict(cfg):
         if cfg.train.precision == "auto":
             if record.run_info.device != "cpu":

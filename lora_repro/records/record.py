@@ -63,7 +63,7 @@ def read_record(run_dir: Path) -> Record:
     path = Path(run_dir) / RECORD_FILE
     try:
         payload = json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"no run record at {path}; pass a run folder written by `lora-repro train`") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"broken run record {path}: {err}; delete the folder and rerun that run") from None

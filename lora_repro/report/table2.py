@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from lora_repro.paper import paper_table
-from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS, TASK_ORDER
+from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS, SETUPS, TASK_ORDER
 from lora_repro.records.schema import COMPLETED
 from lora_repro.report.cells import (
     MISSING,
@@ -45,7 +45,7 @@ from lora_repro.report.params import (
 __all__ = ["AVG", "MM_TASK", "ROW_KEYS", "paper_block", "table2_sections", "table2_tidy"]
 
 ROW_KEYS = ["model", "setup", "row_key"]
-SETUP_ORDER = ("official", "houlsby")
+SETUP_ORDER = SETUPS
 MM_TASK, MM_COLUMN = "mnli-mm", "metric.mismatched/accuracy"
 AVG = "avg"
 

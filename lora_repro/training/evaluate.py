@@ -15,7 +15,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from transformers import PrinterCallback
 
+from lora_repro.config import on_this_machine
+from lora_repro.data.tasks import data_identity
 from lora_repro.errors import UserError
 from lora_repro.methods import load_trainable_state_dict
 from lora_repro.records.record import WEIGHTS_FILE, completed_record, read_record
@@ -36,7 +39,10 @@ def load_run(run_dir: Path, best: bool = False) -> tuple[DictConfig, object, obj
     if not isinstance(record, CompletedRecord) or not record.artifacts.weights:
         raise UserError(f"{run_dir} has no trained weights to reload (status {record.status}; full_ft "
                         "runs keep weights only with train.save_full_model=true)")
-    cfg = OmegaConf.create(record.run_info.config)
+    cfg = on_this_machine(OmegaConf.create(record.run_info.config))
+    if data_identity(cfg.task, cfg.data) != record.run_info.hashed_config["data"]["files"]:
+        raise UserError(f"the {cfg.task.name} data at {cfg.data.glue_dir or 'the hub'} is not the data {run_dir} "
+                        "was trained and evaluated on; point GLUE_DIR at that data")
     with open_dict(cfg):
         cfg.train.init_from = None  # the run's own weights replace whatever it started from
     tokenizer, data, model = build(cfg)
@@ -55,6 +61,7 @@ def evaluate(run_dir: Path, best: bool = False) -> dict[str, float]:
     cfg, tokenizer, data, model = load_run(Path(run_dir), best)
     with tempfile.TemporaryDirectory() as scratch:
         trainer, log = make_trainer(model, data, cfg, tokenizer, Path(scratch))
+        trainer.remove_callback(PrinterCallback)  # stdout is for the JSON `main` prints, nothing else
         trainer.evaluate()
     return log.epochs[-1]["metrics"]
 

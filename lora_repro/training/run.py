@@ -18,20 +18,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 from transformers import set_seed
 
+from lora_repro.config import CONF_DIR
 from lora_repro.data.glue import GlueData, build_datasets
-from lora_repro.data.tasks import SELECT, selection_metric
+from lora_repro.data.tasks import MAX_SEED, SELECT, check_subset_sizes, num_labels, selection_metric
 from lora_repro.distributed import check_one_process_per_gpu, is_main_process
-from lora_repro.errors import UserError
+from lora_repro.errors import UserError, check_known, choose
 from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
 from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
+from lora_repro.paper.names import SETUPS
 from lora_repro.records.identity import RunId, run_config
-from lora_repro.records.io import atomic_write, claim
+from lora_repro.records.io import atomic_write, check_writable, claim
 from lora_repro.records.record import (
     BEST_WEIGHTS_FILE,
     EPOCH_LOGITS_FILE,
@@ -63,6 +65,9 @@ TRAIN_NUMBERS = {
     "num_threads": (int, 1, None, True),
 }
 EXCLUSIVE_LOW = {"train.learning_rate"}
+# Every setting of `train:` and `data:`; anything else (a `+train.learnin_rate=...`) is a typo.
+TRAIN_KEYS = tuple(OmegaConf.load(CONF_DIR / "train" / "default.yaml"))
+DATA_KEYS = tuple(OmegaConf.load(CONF_DIR / "data" / "glue.yaml"))
 
 
 def check_number(name: str, value: object, kind: type, low: float, high: float | None, nullable: bool) -> None:
@@ -83,12 +88,16 @@ def check_settings(cfg: DictConfig) -> None:
     """Fail fast on settings that need no data or model to judge (before anything is loaded or written)."""
     for key, rule in TRAIN_NUMBERS.items():
         check_number(f"train.{key}", cfg.train[key], *rule)
-    check_number("seed", cfg.seed, int, 0, None, False)
+    check_number("seed", cfg.seed, int, 0, MAX_SEED, False)
+    check_subset_sizes(cfg.data)
     split, _, metric = str(cfg.task.headline_metric).partition("/")
     if split not in cfg.task.eval_splits or metric not in cfg.task.metrics:
         raise UserError(f"task.headline_metric {cfg.task.headline_metric!r} must be <split>/<metric> with a split of "
                         f"{list(cfg.task.eval_splits)} and a metric of {list(cfg.task.metrics)}")
     check_method_config(cfg.method)
+    check_known("train", cfg.train, TRAIN_KEYS)
+    check_known("data", cfg.data, DATA_KEYS)
+    choose("setup", cfg.setup, SETUPS)
     check_one_process_per_gpu()
     batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
 
@@ -100,12 +109,14 @@ def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
     set_seed(cfg.seed)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
+    # The model and its method before the data: a bad weight set, rank or start run is refused before
+    # anything is tokenized (and cached).
     tokenizer = load_tokenizer(cfg.model)
-    data = build_datasets(cfg.task, cfg.data, tokenizer, cfg.train.max_seq_length,
-                          model_max_length=cfg.model.shape.max_position_embeddings)
-    model = apply_method(load_model(cfg.model, data.num_labels), cfg.method, cfg.model)
+    model = apply_method(load_model(cfg.model, num_labels(cfg.task)), cfg.method, cfg.model)
     if cfg.train.init_from:
         load_init_weights(model, cfg)
+    data = build_datasets(cfg.task, cfg.data, tokenizer, cfg.train.max_seq_length,
+                          model_max_length=cfg.model.shape.max_position_embeddings)
     return tokenizer, data, model
 
 
@@ -262,6 +273,7 @@ def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
     if done is not None:
         log.info("skipping %s: already completed with this config (train.force=true reruns it)", run_id.run_dir)
         return done
+    check_writable(Path(cfg.paths.runs_dir), "paths.runs_dir")
     tokenizer, data, model = build(cfg)
     with claim(run_id.run_dir) as mine:
         if not mine:  # another process (a second copy of the sweep) is training this very run
