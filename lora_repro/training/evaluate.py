@@ -21,6 +21,7 @@ from lora_repro.config import on_this_machine
 from lora_repro.data.tasks import data_identity
 from lora_repro.errors import UserError
 from lora_repro.methods import load_trainable_state_dict
+from lora_repro.records.identity import run_config
 from lora_repro.records.record import WEIGHTS_FILE, completed_record, read_record
 from lora_repro.records.schema import CompletedRecord
 from lora_repro.training.trainer import make_trainer
@@ -39,7 +40,7 @@ def load_run(run_dir: Path, best: bool = False) -> tuple[DictConfig, object, obj
     if not isinstance(record, CompletedRecord) or not record.artifacts.weights:
         raise UserError(f"{run_dir} has no trained weights to reload (status {record.status}; full_ft "
                         "runs keep weights only with train.save_full_model=true)")
-    cfg = on_this_machine(OmegaConf.create(record.run_info.config))
+    cfg = run_config(on_this_machine(OmegaConf.create(record.run_info.config)))  # a no-op but for older records
     if data_identity(cfg.task, cfg.data) != record.run_info.hashed_config["data"]["files"]:
         raise UserError(f"the {cfg.task.name} data at {cfg.data.glue_dir or 'the hub'} is not the data {run_dir} "
                         "was trained and evaluated on; point GLUE_DIR at that data")

@@ -103,8 +103,11 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
-    """Tokenizer, tokenized data and the model with the method applied (all input validated here)."""
-    cfg = run_config(cfg)  # idempotent: what the run records, whoever calls (a run, `eval`, a test)
+    """Tokenizer, tokenized data and the model with the method applied (all input validated here).
+
+    Args:
+        cfg: A run config (`records.identity.run_config`): resolved, precision and selection made concrete.
+    """
     check_settings(cfg)
     set_seed(cfg.seed)
     if cfg.train.num_threads:
