@@ -62,7 +62,7 @@ TRAIN_NUMBERS = {
     "per_device_batch_size": (int, 1, None, True), "eval_batch_size": (int, 1, None, False),
     "epochs": (int, 1, None, False), "warmup_ratio": (float, 0.0, 1.0, True), "warmup_steps": (int, 0, None, True),
     "weight_decay": (float, 0.0, None, False), "max_grad_norm": (float, 0.0, None, False),
-    "num_threads": (int, 1, None, True),
+    "num_threads": (int, 1, None, True), "max_seq_length": (int, 1, None, False),
 }
 EXCLUSIVE_LOW = {"train.learning_rate"}
 # Every setting of `train:` and `data:`; anything else (a `+train.learnin_rate=...`) is a typo.

@@ -162,20 +162,23 @@ def test_interleave_pairs_rounds_and_respects_the_round_limits():
     (["--set", "bad"], "KEY=VALUE"),
     (["--set", "method.nope=1"], "none of the methods"),
     (["--set", "method.r=abc"], "lora rank r"),
-    (["--set", "train.max_seq_length=x"], "--set"),
+    (["--set", "train.max_seq_length=x"], "train.max_seq_length must be a whole number"),
 ])
 def test_bad_arguments_are_one_line_user_errors(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):
-        cli.run([*argv, "--out", str(tmp_path)])
+        cli.run([*FAST, *argv, "--out", str(tmp_path)])  # FAST first: an argument given twice, the last wins
+
+
+# A bench of seconds on the tiny model, should a bad argument ever get through.
+FAST = ["--model", "tiny_bert", "--random-init", "--batch-size", "2", "--seq-len", "16", "--batches", "1",
+        "--lengths", "16", "--train-seconds", "0", "--train-rounds", "1", "1", "--latency-seconds", "0",
+        "--latency-rounds", "1", "1", "--no-memory", "--profile-top", "0"]
 
 
 def test_set_applies_a_method_option_to_the_methods_that_have_it(tmp_path):
     # The README's `lora-repro bench --set method.r=16`, on the tiny model: full FT has no rank, LoRA gets 16.
-    command = [sys.executable, "-m", "lora_repro.cli", "bench", "--model", "tiny_bert", "--random-init",
-               "--methods", "full_ft", "lora", "--set", "method.r=16", "--batch-size", "2", "--seq-len", "16",
-               "--batches", "1", "--lengths", "16", "--train-seconds", "0", "--train-rounds", "1", "1",
-               "--latency-seconds", "0", "--latency-rounds", "1", "1", "--no-memory", "--profile-top", "0",
-               "--out", str(tmp_path)]
+    command = [sys.executable, "-m", "lora_repro.cli", "bench", *FAST, "--methods", "full_ft", "lora",
+               "--set", "method.r=16", "--set", "method.bottleneck=4", "--out", str(tmp_path)]  # the latency adapters
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "--set method.r=16" in next(tmp_path.glob("*_raw.json")).read_text()
