@@ -165,6 +165,7 @@ def test_help_and_cfg_job_work_as_in_hydra(tmp_path, glue_dir):
     assert helped.returncode == 0 and "task: cola, mnli" in helped.stdout
 
 
+@pytest.mark.slow
 def test_train_force_reruns_a_completed_run_from_the_command_line(tmp_path, glue_dir):
     args = ["train", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
     assert cli(args, tmp_path, glue_dir).returncode == 0
@@ -208,6 +209,7 @@ def test_an_unreachable_hub_fails_at_once_without_offline_mode_set(tmp_path, glu
     assert time.monotonic() - started < 30  # no half minute of retries before the error
 
 
+@pytest.mark.slow
 def test_eval_of_a_moved_run_writes_nothing_where_it_was_trained(tmp_path, glue_dir):
     args = ["model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
     assert cli(["train", *args], tmp_path / "trained", glue_dir).returncode == 0
@@ -225,6 +227,7 @@ def test_eval_of_a_moved_run_writes_nothing_where_it_was_trained(tmp_path, glue_
     assert result.returncode == 2 and "is not the data" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_temporary_file_left_by_a_killed_write_goes_with_the_next_run(tmp_path, glue_dir):
     args = ["train", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
     assert cli(args, tmp_path, glue_dir).returncode == 0
@@ -235,6 +238,7 @@ def test_a_temporary_file_left_by_a_killed_write_goes_with_the_next_run(tmp_path
     assert not leftover.exists()
 
 
+@pytest.mark.slow
 def test_two_copies_of_a_sweep_started_together_keep_their_own_summaries(tmp_path, glue_dir):
     args = ["train", "-m", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8",
             "seed=0,1"]

@@ -189,6 +189,7 @@ def test_config_hash_ignores_paths_and_logger_but_not_hyperparameters(tmp_path, 
     assert run_dir_for(base).name != run_dir_for(other_seed).name
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("GLUE_DIR"), reason="needs GLUE_DIR with the real GLUE files")
 def test_real_minilm_lora_sst2_beats_the_majority_class(tmp_path):
     """The issue's bar: 2,000 real SST-2 examples, one epoch, >= 70% on the real 872-example dev set."""
