@@ -19,10 +19,10 @@ install: ## install lora-repro and its dev tools (CPU torch wheel first, so no C
 demo: install ## install, then fine-tune the packaged MiniLM with LoRA on STS-B (needs GLUE_DIR or the hub)
 	lora-repro train $(ARGS)
 
-test: ## run the test suite (tiny models; real-data tests when GLUE_DIR is set)
+test: ## the quick loop: every test not marked slow (tiny models; real-data tests when GLUE_DIR is set)
 	$(PYTHON) -m pytest -q -m "not slow"
 
-test-all: ## the test suite including slow tests
+test-all: ## the whole test suite, as CI runs it (adds installs, kills and resumes, launchers, real-data training)
 	$(PYTHON) -m pytest -q
 
 lint: ## ruff

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-__all__ = ["CONF_DIR", "compose_config", "config_context", "group_choices"]
+__all__ = ["CONF_DIR", "compose_config", "config_context", "group_choices", "on_this_machine"]
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -39,3 +39,21 @@ def compose_config(overrides: Sequence[str] = (), hydra: bool = False) -> DictCo
     """
     with config_context():
         return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def on_this_machine(recorded: DictConfig, paths: bool = True) -> DictConfig:
+    """A recorded run config, moved to this machine (for `eval` and `migrate` of copied or moved runs).
+
+    Its data comes from GLUE_DIR when the recorded folder is not here, and (with `paths`) it writes to this
+    invocation's output folders (the tokenized cache among them), never under the folders it was trained in.
+    """
+    cfg = recorded.copy()
+    current = compose_config()
+    with open_dict(cfg):
+        glue_dir = cfg.data.glue_dir
+        if glue_dir and not Path(glue_dir).is_dir() and current.data.glue_dir:
+            cfg.data.glue_dir = current.data.glue_dir
+        if paths:
+            cfg.paths = OmegaConf.to_container(current.paths, resolve=True)
+            cfg.data.cache_dir = str(Path(cfg.paths.cache_dir) / Path(current.data.cache_dir).name)
+    return cfg

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from lora_repro.errors import UserError
+from lora_repro.errors import Unavailable, UserError
 
 __all__ = ["PRECISIONS", "cpu_has_native_bf16", "resolve_precision"]
 
@@ -43,7 +43,7 @@ def resolve_precision(requested: str) -> str:
 
     on_cuda = torch.cuda.is_available()
     if requested == "fp16" and not on_cuda:
-        raise UserError("train.precision=fp16 needs a CUDA GPU; use train.precision=bf16 or fp32 on the CPU")
+        raise Unavailable("train.precision=fp16 needs a CUDA GPU; use train.precision=bf16 or fp32 on the CPU")
     if requested != "auto":
         return requested
     if on_cuda:

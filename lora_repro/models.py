@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import huggingface_hub
 import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import (
@@ -27,7 +26,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lora_repro.data.tasks import num_labels
 from lora_repro.errors import UserError
+from lora_repro.hub import ensure_reachable_or_offline
 from lora_repro.methods import ParamCounts, apply_method, count_parameters, in_head
 
 __all__ = ["PACKAGE_PREFIX", "build_model", "load_model", "load_tokenizer", "resolve_source"]
@@ -75,7 +76,7 @@ def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
         UserError: the tokenizer is not available locally and cannot be downloaded.
     """
     return _from_pretrained(AutoTokenizer.from_pretrained, model_cfg.tokenizer, "model.tokenizer",
-                            trust_remote_code=model_cfg.trust_remote_code, **_offline_kwargs())
+                            trust_remote_code=model_cfg.trust_remote_code, **_offline_kwargs(model_cfg.tokenizer))
 
 
 def load_model(model_cfg: DictConfig, num_labels: int) -> PreTrainedModel:
@@ -104,7 +105,8 @@ def load_model(model_cfg: DictConfig, num_labels: int) -> PreTrainedModel:
         model, info = _from_pretrained(
             AutoModelForSequenceClassification.from_pretrained, model_cfg.pretrained, "model.pretrained",
             trust_remote_code=model_cfg.trust_remote_code, use_safetensors=True, output_loading_info=True,
-            **_label_kwargs(num_labels), **_offline_kwargs(adapter_lookup=True), **model_cfg.config_overrides)
+            **_label_kwargs(num_labels), **_offline_kwargs(model_cfg.pretrained, adapter_lookup=True),
+            **model_cfg.config_overrides)
     finally:
         report.setLevel(level)
     heads = tuple(model_cfg.head_modules)
@@ -151,15 +153,17 @@ def _label_kwargs(num_labels: int) -> dict[str, Any]:
             "problem_type": "regression" if num_labels == 1 else "single_label_classification"}
 
 
-def _offline_kwargs(adapter_lookup: bool = False) -> dict[str, Any]:
-    """Stay off the network when offline mode is asked for, even if set after huggingface_hub was imported.
+def _offline_kwargs(source: str, adapter_lookup: bool = False) -> dict[str, Any]:
+    """Stay off the network when offline mode is asked for or the hub cannot be reached (`hub`).
 
     huggingface_hub reads HF_HUB_OFFLINE once, at import; a later setting (a test, a launcher) would
     otherwise be ignored and every file lookup would retry the network for minutes. transformers does not
     pass `local_files_only` on to its adapter_config.json lookup, hence `adapter_kwargs`.
     """
+    if source.startswith(PACKAGE_PREFIX) or Path(source).is_dir():
+        return {}  # local: no lookup on the hub
     env = (os.environ.get(var, "").upper() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    if not (huggingface_hub.is_offline_mode() or any(env)):
+    if not any(env) and ensure_reachable_or_offline():
         return {}
     kwargs: dict[str, Any] = {"local_files_only": True}
     if adapter_lookup:
@@ -195,8 +199,8 @@ def meta_counts(cfg: DictConfig) -> ParamCounts:
     No download and no memory: `plan` and the reports count every row this way, the runs themselves on the
     real model (`count_parameters`), and the two agree.
     """
-    num_labels = len(cfg.task.label_names) if cfg.task.label_names else 1  # STS-B: one regression output
+    outputs = num_labels(cfg.task)  # STS-B: one regression output
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes, not ours to fix
-        built = apply_method(build_model(cfg.model, num_labels, device="meta"), cfg.method, cfg.model)
+        built = apply_method(build_model(cfg.model, outputs, device="meta"), cfg.method, cfg.model)
     return count_parameters(built, cfg.method)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from omegaconf import OmegaConf
@@ -49,8 +50,15 @@ def multiply(value: float, factor: float) -> float:
     return float(value) * float(factor)
 
 
+def process_id() -> int:
+    """This process's id: with the second, it keeps apart two sweeps started in the same second."""
+    return os.getpid()
+
+
 RESOLVERS = {"rank_for_budget": rank_for_budget, "paper_hparam": paper_hparam,
              "lora_only": lora_only, "mul": multiply}
+# Cached, like Hydra's `now`: the value resolved in the launching process goes with the config to every job.
+CACHED_RESOLVERS = {"pid": process_id}
 
 
 def register() -> None:
@@ -58,3 +66,6 @@ def register() -> None:
     for name, function in RESOLVERS.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)
+    for name, function in CACHED_RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function, use_cache=True)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -98,6 +101,21 @@ def cli(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProc
     (["train", "model=tiny_bert", "task=rte", "train.precision=fp8"], "unknown train.precision 'fp8'"),
     (["train", "model=tiny_bert", "task=rte", "data.selection=half"], "unknown data.selection 'half'"),
     (["frobnicate"], "unknown command 'frobnicate'"),
+    (["train", "model=tiny_bert", "task=rte", "seed=5000000000"], "seed must be >= 0 and <= 4294967295"),
+    (["train", "model=tiny_bert", "task=rte", "data.subset_seed=-1"], "data.subset_seed must be a whole number"),
+    (["train", "model=tiny_bert", "task=rte", "data.subset_seed=abc"], "data.subset_seed must be a whole number"),
+    (["train", "model=tiny_bert", "task=rte", "+train.learnin_rate=1e-3"], "did you mean train.learning_rate?"),
+    (["train", "model=tiny_bert", "task=rte", "+data.max_train_sample=10"], "did you mean data.max_train_samples?"),
+    (["train", "model=tiny_bert", "task=rte", "setup=foo"], "unknown setup 'foo'"),
+    # Refused before anything is tokenized: the test finds no cache either.
+    (["train", "model=tiny_bert", "task=rte", "method.r=1000"], "r must be <="),
+    (["train", "model=tiny_bert", "task=rte", "method=ia3", "method.targets=[q,ffn2]"], "ffn2"),
+    (["train", "model=tiny_bert", "task=rte", "train.init_from=mnli"], "no completed mnli run"),
+    (["train", "model=tiny_bert", "task=rte", "paths.runs_dir=/proc/sys/lora-runs"], "not writable"),
+    (["train", "model=tiny_bert", "task=rte", "paths.runs_dir=/etc/hostname/runs"], "is a file, not a folder"),
+    (["plan", "model=tiny_bert", "task=rte", "train.epochs=-1"], "train.epochs must be >= 1"),
+    (["plan", "model=tiny_bert", "task=rte", "train.learning_rate=abc"], "train.learning_rate must be a finite"),
+    (["plan", "model=tiny_bert", "task=rte", "train.precision=fp8"], "unknown train.precision 'fp8'"),
 ])
 def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message):
     result = cli(args, tmp_path, glue_dir)
@@ -106,6 +124,31 @@ def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message):
     assert "Traceback" not in result.stderr
     assert runs_written(tmp_path) == []
     assert [p for p in tmp_path.rglob("*") if p.is_file() and "glue_data" not in p.parts] == []  # no log folder
+
+
+def broken_bytes(path: Path, data: bytes) -> None:
+    with open(path, "ab") as file:
+        file.write(data)
+
+
+BAD_FILES = [
+    ("rte", lambda g: broken_bytes(g / "RTE" / "train.tsv", "99\tcaf\xe9 au lait\tun caf\xe9\tentailment\n".encode(
+        "latin-1")), "not UTF-8 text"),
+    ("rte", lambda g: (g / "RTE" / "train.tsv").write_bytes(bytes(range(256)) * 100), "not UTF-8 text"),  # binary
+    ("rte", lambda g: broken_bytes(g / "RTE" / "train.tsv", f"99\t{'x' * 200_000}\tb\tentailment\n".encode()),
+     "field larger than field limit"),
+    ("stsb", lambda g: broken_bytes(g / "STS-B" / "train.tsv", b"99\tm\tf\t2012\t0099\tnone\tnone\ta\tb\t7.5\n"
+), "score 7.5 is outside the task's range 0-5"),
+]
+
+
+@pytest.mark.parametrize("task,damage,message", BAD_FILES, ids=["latin-1", "binary", "huge-field", "stsb-score"])
+def test_a_bad_data_file_is_one_line_naming_it(tmp_path, glue_dir, task, damage, message):
+    damage(glue_dir)
+    result = cli(["train", "model=tiny_bert", f"task={task}"], tmp_path, glue_dir)
+    assert result.returncode == 2 and message in result.stderr and "train.tsv" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and "glue_data" not in p.parts] == []
 
 
 def test_hub_model_without_network_is_a_clear_error(tmp_path, glue_dir):
@@ -122,6 +165,7 @@ def test_help_and_cfg_job_work_as_in_hydra(tmp_path, glue_dir):
     assert helped.returncode == 0 and "task: cola, mnli" in helped.stdout
 
 
+@pytest.mark.slow
 def test_train_force_reruns_a_completed_run_from_the_command_line(tmp_path, glue_dir):
     args = ["train", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
     assert cli(args, tmp_path, glue_dir).returncode == 0
@@ -144,3 +188,65 @@ def test_a_run_whose_loss_diverges_is_failed_not_completed(tmp_path, glue_dir):
     payload = json.loads(record.read_text())
     assert result.returncode != 0 and payload["status"] == "failed"
     assert "diverged" in payload["train_info"]["error"] or "nan" in payload["train_info"]["error"].lower()
+
+
+def hub_reachable() -> bool:
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(hub_reachable(), reason="the hub is reachable here: there is nothing to fail fast on")
+def test_an_unreachable_hub_fails_at_once_without_offline_mode_set(tmp_path, glue_dir):
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "lora_repro.cli", "train", "model=roberta_base", "task=rte"],
+                            capture_output=True, text=True, timeout=300,
+                            env={**env, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(tmp_path)})
+    assert result.returncode == 2 and "FacebookAI/roberta-base" in result.stderr, result.stderr[-2000:]
+    assert time.monotonic() - started < 30  # no half minute of retries before the error
+
+
+@pytest.mark.slow
+def test_eval_of_a_moved_run_writes_nothing_where_it_was_trained(tmp_path, glue_dir):
+    args = ["model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
+    assert cli(["train", *args], tmp_path / "trained", glue_dir).returncode == 0
+    moved = shutil.move(tmp_path / "trained", tmp_path / "moved")
+    (run_dir,) = [f.parent for f in Path(moved).rglob("record.json")]
+    result = cli(["eval", str(run_dir)], tmp_path / "here", glue_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout)
+    assert metrics["dev/accuracy"]["reloaded"] == pytest.approx(metrics["dev/accuracy"]["recorded"])
+    assert not (tmp_path / "trained").exists() and (tmp_path / "here" / "experiments" / ".cache").is_dir()
+    # Other data than the run's: refused, not evaluated.
+    with open(glue_dir / "RTE" / "dev.tsv", "a") as dev:
+        dev.write("999\tone more\tsentence pair\tentailment\n")
+    result = cli(["eval", str(run_dir)], tmp_path / "here", glue_dir)
+    assert result.returncode == 2 and "is not the data" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_temporary_file_left_by_a_killed_write_goes_with_the_next_run(tmp_path, glue_dir):
+    args = ["train", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
+    assert cli(args, tmp_path, glue_dir).returncode == 0
+    (record,) = runs_written(tmp_path)
+    leftover = record.parent / ".record.json.0123456789abcdef.tmp"  # as a SIGKILL inside `atomic_write` leaves it
+    leftover.write_text("")
+    assert cli([*args, "train.force=true"], tmp_path, glue_dir).returncode == 0
+    assert not leftover.exists()
+
+
+@pytest.mark.slow
+def test_two_copies_of_a_sweep_started_together_keep_their_own_summaries(tmp_path, glue_dir):
+    args = ["train", "-m", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8",
+            "seed=0,1"]
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    copies = [subprocess.Popen([sys.executable, "-m", "lora_repro.cli", *args], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [copy.communicate(timeout=600) for copy in copies]
+    assert [copy.returncode for copy in copies] == [0, 0], [err[-2000:] for _, err in outputs]
+    trained = [int(re.search(r"sweep done: (\d+) trained", out).group(1)) for out, _ in outputs]
+    assert sum(trained) == 2 and len(runs_written(tmp_path)) == 2  # each run trained once, and counted once
+    assert len(list((tmp_path / "experiments" / "logs" / "multirun").glob("*/*"))) == 2  # a folder per copy

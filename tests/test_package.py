@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_a_wheel_install_runs_every_command_from_another_folder(tmp_path):
     venv = tmp_path / "venv"
     # The venv sees the packages of the interpreter running the tests (torch, transformers, ...) but gets its

@@ -21,7 +21,8 @@ from transformers import set_seed
 from lora_repro.errors import UserError
 from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.methods.targets import layer_weight
-from lora_repro.records.record import COMPLETED, WEIGHTS_FILE, read_record
+from lora_repro.records.record import WEIGHTS_FILE, completed_record
+from lora_repro.records.schema import COMPLETED, CompletedRecord
 from lora_repro.records.store import load_records
 
 __all__ = ["LoraRun", "Backbones", "lora_runs", "scale"]
@@ -67,7 +68,7 @@ def lora_runs(paths: Sequence[Path]) -> tuple[list[LoraRun], list[Path]]:
     runs, without = [], []
     for row in rows.itertuples(index=False):
         folder = Path(row.path).parent
-        record = read_record(folder)
+        record = completed_record(folder)
         factors = _read_factors(folder, record)
         if factors is None:
             without.append(folder)
@@ -76,9 +77,9 @@ def lora_runs(paths: Sequence[Path]) -> tuple[list[LoraRun], list[Path]]:
     return runs, without
 
 
-def _read_factors(folder: Path, record: dict) -> dict[str, torch.Tensor] | None:
-    artifacts = record["artifacts"]
-    for name in (artifacts.get("lora_factors"), artifacts.get("weights") and WEIGHTS_FILE):
+def _read_factors(folder: Path, record: CompletedRecord) -> dict[str, torch.Tensor] | None:
+    artifacts = record.artifacts
+    for name in (artifacts.lora_factors, artifacts.weights and WEIGHTS_FILE):
         if name and (folder / name).is_file():
             try:
                 state = load_file(str(folder / name))
@@ -88,9 +89,9 @@ def _read_factors(folder: Path, record: dict) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def _lora_run(folder: Path, record: dict, state: dict[str, torch.Tensor]) -> LoraRun:
-    config = record["run_info"]["config"]
-    method, model_cfg = config["method"], OmegaConf.create(config["model"])
+def _lora_run(folder: Path, record: CompletedRecord, state: dict[str, torch.Tensor]) -> LoraRun:
+    config = OmegaConf.create(record.run_info.config)
+    method, model_cfg = config.method, config.model
     modules, a, b = {}, {}, {}
     for key, tensor in state.items():
         match = FACTOR_KEY.match(key)
@@ -101,9 +102,9 @@ def _lora_run(folder: Path, record: dict, state: dict[str, torch.Tensor]) -> Lor
         (a if match["factor"] == "A" else b)[where] = tensor.double().numpy()
     if not a or a.keys() != b.keys():
         raise UserError(f"{folder}: its LoRA factors are incomplete; delete that run folder and rerun it")
-    return LoraRun(path=folder, task=config["task"]["name"], model=model_cfg.name, seed=int(config["seed"]),
-                   r=int(method["r"]), targets=",".join(method["targets"]),
-                   scale=scale(method["name"], method["alpha"], int(method["r"])), model_cfg=model_cfg,
+    return LoraRun(path=folder, task=config.task.name, model=model_cfg.name, seed=int(config.seed),
+                   r=int(method.r), targets=",".join(method.targets),
+                   scale=scale(method.name, method.alpha, int(method.r)), model_cfg=model_cfg,
                    modules=modules, a=a, b=b)
 
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as transformers_logging
 
 from lora_repro.bench.harness import compose_run_config
@@ -27,6 +28,7 @@ from lora_repro.bench.runner import BenchSpec, needed_configs, run_bench
 from lora_repro.bench.timing import Budget
 from lora_repro.errors import UserError
 from lora_repro.report.cli import Parser, positive
+from lora_repro.training.run import check_settings
 
 __all__ = ["main", "parse_args", "run"]
 
@@ -63,8 +65,7 @@ def parse_args(argv: list[str]) -> tuple[BenchSpec, Path, list[str]]:
         help="a Hydra override for every run config, e.g. --set method.r=16 (repeatable)")
     add("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     args = parser.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: no CUDA device is available; use --device cpu")
+    check_device(args.device)
     spec = replace(DEFAULT, model=args.model, methods=tuple(dict.fromkeys(args.methods)),
                    batch_size=args.batch_size, seq_len=args.seq_len, latency_batches=tuple(args.batches),
                    latency_lengths=tuple(args.lengths), device=args.device, threads=args.threads,
@@ -74,12 +75,45 @@ def parse_args(argv: list[str]) -> tuple[BenchSpec, Path, list[str]]:
     return spec, args.out, args.set
 
 
+def check_device(device: str) -> None:
+    """Raise a `UserError` unless `device` is `cpu`, or `cuda`/`cuda:N` naming a GPU this machine has."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise UserError(f"--device {device!r}: use cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA device is available; use --device cpu")
+    if index and int(index) >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
+                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
+def method_configs(model: str, methods: list[str], overrides: list[str]) -> dict[str, DictConfig]:
+    """Each method's run config with the --set overrides that apply to it.
+
+    An override of a method option (`method.r=16`) goes to the methods that have that option; one that no
+    method has is a typo.
+    """
+    cfgs = {method: compose_run_config(model, method) for method in methods}
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        if "=" not in override or not key:
+            raise UserError(f"--set {override!r}: give KEY=VALUE, e.g. --set method.r=16")
+        if key.startswith("method.") and not any(OmegaConf.select(c, key) is not None for c in cfgs.values()):
+            raise UserError(f"--set {override}: none of the methods {', '.join(methods)} has the option {key}")
+    for method, cfg in cfgs.items():
+        applies = [o for o in overrides if not o.startswith("method.")
+                   or OmegaConf.select(cfg, o.partition("=")[0]) is not None]
+        cfgs[method] = compose_run_config(model, method, applies)
+        check_settings(cfgs[method])
+    return cfgs
+
+
 def run(argv: list[str]) -> list[Path]:
     """Run the benchmark `argv` asks for, write its files and print its Markdown."""
     spec, out, overrides = parse_args(argv)
     transformers_logging.set_verbosity_error()  # the model is loaded a dozen times: one load report is noise
     warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes, not ours to fix
-    cfgs = {method: compose_run_config(spec.model, method, overrides) for method in needed_configs(spec)}
+    cfgs = method_configs(spec.model, needed_configs(spec), overrides)
     result = run_bench(spec, cfgs, shlex.join(["lora-repro", "bench", *argv]))
     written = write_bench(result, out)
     print(to_markdown(result))

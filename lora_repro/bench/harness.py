@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -21,7 +22,7 @@ from lora_repro.config import compose_config, group_choices
 from lora_repro.errors import UserError, choose
 from lora_repro.methods import apply_method
 from lora_repro.models import build_model, load_model
-from lora_repro.records.record import git_commit, package_versions
+from lora_repro.records.provenance import git_commit, package_versions
 
 __all__ = ["NUM_LABELS", "build_backbone", "build_method_model", "check_seq_len", "compose_run_config", "environment",
            "random_inputs", "set_threads", "synchronize"]
@@ -40,7 +41,10 @@ def compose_run_config(model: str, method: str, overrides: Sequence[str] = ()) -
     """
     choose("model", model, group_choices("model"))
     choose("method", method, group_choices("method"))
-    cfg = compose_config([f"model={model}", f"method={method}", *overrides])
+    try:
+        cfg = compose_config([f"model={model}", f"method={method}", *overrides])
+    except HydraException as err:  # an override Hydra cannot parse or apply
+        raise UserError(f"--set {' '.join(overrides)}: {str(err).splitlines()[0]}") from None
     OmegaConf.resolve(cfg)
     return cfg
 

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from lora_repro.bench.latency import BASE, MERGED
 from lora_repro.bench.profiling import PROFILE_ROUNDS
 from lora_repro.bench.runner import LORA, BenchResult
-from lora_repro.records.record import atomic_write
+from lora_repro.records.io import atomic_write
 from lora_repro.report.render import figure_png, markdown_table, produced_by
 
 __all__ = ["Target", "targets", "to_markdown", "write_bench"]

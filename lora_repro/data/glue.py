@@ -27,6 +27,7 @@ from lora_repro.data.tasks import (
     check_subset_sizes,
     data_identity,
     load_raw,
+    num_labels,
     selection_protocol,
 )
 from lora_repro.errors import UserError
@@ -88,10 +89,9 @@ def build_datasets(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer: PreTra
             {name: _tokenize(ds, tokenizer, max_seq_length) for name, ds in raw.items()}), path)
     # Read back from disk on both paths, so a fresh build and a cache hit return the same thing.
     splits = datasets.load_from_disk(str(path))
-    regression = task_cfg.label_names is None
     evals = [SELECT] * (SELECT in splits) + list(task_cfg.eval_splits)
     return GlueData(train=splits[TRAIN], evals={name: splits[name] for name in evals},
-                    num_labels=1 if regression else len(task_cfg.label_names), is_regression=regression)
+                    num_labels=num_labels(task_cfg), is_regression=task_cfg.label_names is None)
 
 
 def check_max_seq_length(max_seq_length: int, tokenizer: PreTrainedTokenizerBase,

@@ -12,14 +12,16 @@ import csv
 import functools
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
 from omegaconf import DictConfig
 
-from lora_repro.errors import UserError
+from lora_repro.errors import Unavailable, UserError
+from lora_repro.hub import ensure_reachable_or_offline
 
 TRAIN = "train"
 SELECT = "select"  # the eval split that makes every choice from data (epoch, learning rate), when there is one
@@ -32,6 +34,12 @@ SELECTIONS = (NO_SELECTION, DEV_HALF, TRAIN_HOLDOUT, AUTO)
 SMALL_TASK_ROWS = 10_000
 # STS-B scores are stratified by these bins ([0, 1), [1, 2), ... [4, 5]) when its dev set is halved.
 SCORE_BINS = (1.0, 2.0, 3.0, 4.0)
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which transformers.set_seed calls, takes no larger seed
+
+
+def num_labels(task_cfg: DictConfig) -> int:
+    """The classifier's outputs for the task: its classes, or 1 for a regression score (STS-B)."""
+    return 1 if task_cfg.label_names is None else len(task_cfg.label_names)
 
 
 def load_raw(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.Dataset]:
@@ -125,11 +133,19 @@ def split_selection(splits: dict[str, datasets.Dataset], protocol: str, data_cfg
 
 
 def check_subset_sizes(data_cfg: DictConfig) -> None:
-    """Raise a `UserError` unless `max_train_samples` and `max_eval_samples` are null or positive."""
-    for key in ("max_train_samples", "max_eval_samples"):
-        value = data_cfg[key]
+    """Raise a `UserError` unless the subset sizes are null or positive and the data's seeds are seeds."""
+    for key in ("max_train_samples", "max_eval_samples", "selection_rows"):
+        value = data_cfg.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise UserError(f"data.{key} must be a positive number of rows or null (all rows), got {value!r}")
+    for key in ("subset_seed", "selection_seed"):
+        check_seed(f"data.{key}", data_cfg.get(key, 0))
+
+
+def check_seed(name: str, value: object) -> None:
+    """Raise a `UserError` unless `value` is a whole number from 0 to `MAX_SEED`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise UserError(f"{name} must be a whole number from 0 to {MAX_SEED}, got {value!r}")
 
 
 def task_files(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, Path]:
@@ -144,7 +160,7 @@ def task_files(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, Path]:
     missing = [str(path) for path in files.values() if not path.is_file()]
     if missing:
         what = f"folder {folder}" if not folder.is_dir() else ", ".join(missing)
-        raise UserError(
+        raise Unavailable(
             f"GLUE data for task {task_cfg.name!r} not found: no {what}. The task needs "
             f"{', '.join(p.name for p in files.values())} in <glue_dir>/{task_cfg.glue_dir_name}/. "
             f"Fix: point GLUE_DIR (or data.glue_dir=...) at a folder in the original GLUE layout, "
@@ -203,6 +219,8 @@ def _label_parser(task_cfg: DictConfig) -> Callable[[str], int | float]:
     """
     values = task_cfg.tsv.label_values
     if values is None:
+        low, high = task_cfg.tsv.get("score_range") or (-math.inf, math.inf)
+
         def parse_score(text: str) -> float:
             try:
                 score = float(text)
@@ -210,6 +228,8 @@ def _label_parser(task_cfg: DictConfig) -> Callable[[str], int | float]:
                 score = math.nan
             if not math.isfinite(score):
                 raise ValueError(f"label {text!r} is not a finite number (a regression score)")
+            if not low <= score <= high:
+                raise ValueError(f"score {text} is outside the task's range {low:g}-{high:g} (tsv.score_range)")
             return score
         return parse_score
     ids = {str(value): i for i, value in enumerate(values)}
@@ -244,9 +264,10 @@ def _read_tsv(path: Path, task_cfg: DictConfig) -> datasets.Dataset:
     # utf-8-sig strips the BOM that starts MRPC's header, so "Quality" is found by name.
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        rows = _rows(reader, path)
         if spec.header:
-            header = next(reader, None)
-        for row in reader:
+            header = next(rows, None)
+        for row in rows:
             if not row:
                 continue  # a blank line is no row, as for csv.DictReader (the hub's GLUE loader)
             if indices is None:
@@ -269,12 +290,24 @@ def _read_tsv(path: Path, task_cfg: DictConfig) -> datasets.Dataset:
     return datasets.Dataset.from_dict(table, features=_features(task_cfg, len(texts)))
 
 
+def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
+    """The csv reader's rows; a file that is not UTF-8 text in GLUE's form is a `UserError` naming the line."""
+    try:
+        yield from reader
+    except UnicodeDecodeError as err:  # the file is decoded in blocks: the line is where that block starts
+        raise UserError(f"{path}, after line {reader.line_num}: not UTF-8 text ({err.reason}); GLUE's TSV "
+                        "files are UTF-8: re-save it as UTF-8 or use the original file") from None
+    except csv.Error as err:  # a NUL byte (a binary file), a field beyond csv's size limit
+        raise UserError(f"{path}, line {reader.line_num + 1}: {err}; is it a GLUE TSV file?") from None
+
+
 def _hub_name(task_cfg: DictConfig, data_cfg: DictConfig) -> str:
     return f"{data_cfg.hub_dataset}/{task_cfg.hub_config}"
 
 
 def _load_hub(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.Dataset]:
     name = _hub_name(task_cfg, data_cfg)
+    ensure_reachable_or_offline()  # without network: the cache, or the error at once, not after retries
     try:
         hub = datasets.load_dataset(data_cfg.hub_dataset, task_cfg.hub_config)
     except Exception as exc:  # offline mode, DNS, HTTP, timeouts: each means "no hub" to the user

@@ -18,7 +18,6 @@ depend on whether PEFT is in the way.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,10 @@ from peft import PeftModel
 from torch import nn
 
 from lora_repro.errors import UserError, choose
+
+# Importing the method modules registers them.
+from lora_repro.methods import adapter, bitfit, full_ft, ia3, lora, vera  # noqa: F401
+from lora_repro.methods.registry import METHODS, Method, check_int, method_names, register
 
 __all__ = [
     "METHODS",
@@ -63,47 +66,6 @@ class ParamCounts:
     method: int
     trainable: int
     total: int
-
-
-@dataclass(frozen=True)
-class Method:
-    """A registered method: its config schema, how to apply it, and which parameter names are its own."""
-
-    name: str
-    config_cls: type
-    apply: Callable[[nn.Module, Any, DictConfig], nn.Module]
-    owns: Callable[[str], bool]
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register(name: str, *, config: type, owns: Callable[[str], bool]) -> Callable:
-    """Register the decorated `apply(model, cfg, model_cfg)` function as method `name`.
-
-    Args:
-        name: the method's name, as in `conf/method/<name>.yaml`.
-        config: the method's config dataclass, built from the method config minus the runner's keys.
-        owns: predicate on a parameter name: True if the method counts it as its own.
-
-    Returns:
-        A decorator that records the function and returns it unchanged.
-
-    Raises:
-        ValueError: if `name` is already registered (a programming error, not bad input).
-    """
-    def decorator(apply: Callable[[nn.Module, Any, DictConfig], nn.Module]) -> Callable:
-        if name in METHODS:
-            raise ValueError(f"method {name!r} is already registered")
-        METHODS[name] = Method(name, config, apply, owns)
-        return apply
-
-    return decorator
-
-
-def method_names() -> list[str]:
-    """Return the registered method names, sorted."""
-    return sorted(METHODS)
 
 
 def check_method_config(method_cfg: DictConfig) -> None:
@@ -201,30 +163,6 @@ def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor], 
             param.copy_(state[name])
 
 
-def check_int(what: str, value: Any, low: int, high: int | None = None) -> int:
-    """Return `value` if it is an int in [low, high], else raise a `UserError` naming it and the range.
-
-    Args:
-        what: the option, as the user would name it (e.g. "lora rank r").
-        value: the value given.
-        low: the smallest accepted value.
-        high: the largest accepted value, or None for no upper bound.
-
-    Returns:
-        `value`, unchanged.
-
-    Raises:
-        UserError: e.g. "lora rank r must be > 0, got -4".
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{what} must be an integer, got {value!r}")
-    if value < low:
-        raise UserError(f"{what} must be > {low - 1}, got {value}")
-    if high is not None and value > high:
-        raise UserError(f"{what} must be <= {high}, got {value}")
-    return value
-
-
 def _method(name: str) -> Method:
     return METHODS[choose("method", name, METHODS)]
 
@@ -264,5 +202,3 @@ def in_head(name: str, heads: tuple[str, ...]) -> bool:
     return any(name == h or name.startswith(h + ".") for h in heads)
 
 
-# Importing the method modules registers them; they import `register` from here, hence the late import.
-from lora_repro.methods import adapter, bitfit, full_ft, ia3, lora, vera  # noqa: E402, F401, I001

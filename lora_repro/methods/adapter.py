@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from lora_repro.errors import UserError, choose
-from lora_repro.methods import check_int, register
+from lora_repro.methods.registry import check_int, register
 
 PREFIX = "adapter_"
 VARIANTS = ("houlsby", "pfeiffer", "adapterdrop")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 from torch import nn
 
-from lora_repro.methods import register
+from lora_repro.methods.registry import register
 
 
 @dataclass(frozen=True)

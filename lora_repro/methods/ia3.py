@@ -16,7 +16,7 @@ from peft import get_peft_model
 from torch import nn
 
 from lora_repro.errors import UserError
-from lora_repro.methods import register
+from lora_repro.methods.registry import register
 from lora_repro.methods.targets import FFN, linear_layers
 
 

@@ -40,7 +40,7 @@ from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
 
 from lora_repro.errors import UserError
-from lora_repro.methods import check_int, register
+from lora_repro.methods.registry import check_int, register
 from lora_repro.methods.targets import linear_layers
 
 __all__ = ["FACTOR_KEY", "FAMILY", "LoraConfig", "FusedLoraLinear", "owns", "restore_peft_forward"]

@@ -19,7 +19,7 @@ from peft import get_peft_model
 from torch import nn
 
 from lora_repro.errors import UserError
-from lora_repro.methods import check_int, register
+from lora_repro.methods.registry import check_int, register
 from lora_repro.methods.targets import linear_layers
 
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
 
+from lora_repro.config import on_this_machine
 from lora_repro.errors import UserError
 from lora_repro.records.identity import RunId, run_folder_name
-from lora_repro.records.record import RECORD_FILE, is_completed, read_record, write_json
+from lora_repro.records.record import RECORD_FILE, completed_record, read_record, write_record
 
 __all__ = ["main", "migrate_run"]
 
@@ -33,32 +34,26 @@ def migrate_run(run_dir: Path) -> Path:
         UserError: A broken record, or a folder of the same identity that already holds another run.
     """
     record = read_record(run_dir)
-    cfg = OmegaConf.create(record["run_info"]["config"])
-    stored = cfg.data.glue_dir
-    if stored and not Path(stored).is_dir() and os.environ.get("GLUE_DIR"):  # recorded elsewhere: the data here
-        with open_dict(cfg):
-            cfg.data.glue_dir = os.environ["GLUE_DIR"]
+    cfg = on_this_machine(OmegaConf.create(record.run_info.config), paths=False)
     with open_dict(cfg):
         if cfg.train.precision == "auto":
-            if record["run_info"].get("device") != "cpu":
-                raise UserError(f"{run_dir} ran with train.precision=auto on {record['run_info'].get('device')}, "
+            if record.run_info.device != "cpu":
+                raise UserError(f"{run_dir} ran with train.precision=auto on {record.run_info.device}, "
                                 "which does not say whether it computed in bf16; rerun that run")
             cfg.train.precision = "fp32"
         cfg.method.pop("learning_rate", None)
         cfg.data.setdefault("selection", "none")
-        record["run_info"]["config"] = OmegaConf.to_container(cfg)
     run = RunId.of(cfg)
-    new_hash = run.hash
-    target = run_dir.with_name(run_folder_name(cfg.seed, new_hash))
-    if record["config_hash"] == new_hash and target == run_dir:
+    target = run_dir.with_name(run_folder_name(cfg.seed, run.hash))
+    if record.config_hash == run.hash and target == run_dir:
         return run_dir
     if target.exists() and target != run_dir:
-        if is_completed(target) or not is_completed(run_dir):
+        if completed_record(target) or not completed_record(run_dir):
             raise UserError(f"{target} already holds this run; delete one of {target} and {run_dir}")
         os.rename(target, target.with_name(target.name + ".superseded"))  # an unfinished attempt, kept aside
-    record["config_hash"] = new_hash
-    record["run_info"]["hashed_config"] = run.hashed_config
-    write_json(run_dir / RECORD_FILE, record)
+    info = record.run_info.model_copy(update={"config": OmegaConf.to_container(cfg),
+                                              "hashed_config": run.hashed_config})
+    write_record(run_dir, record.model_copy(update={"config_hash": run.hash, "run_info": info}))
     os.rename(run_dir, target)
     return target
 

@@ -1,204 +1,82 @@
-"""The run record: one self-describing folder per run, named after its identity (`records.identity`).
+"""The run folder: one self-describing folder per run, named after its identity (`records.identity`).
 
 Layout of `<runs_dir>/<task>/<model>/<method>/s<seed>-<hash>/`:
     record.json                   status, resolved config, metrics per epoch, counts, costs, versions
+                                  (schema: `records.schema`)
     trained_weights.safetensors   every parameter that trained (method + head), final epoch; the full
                                   model only for full_ft with train.save_full_model
     trained_weights_best.safetensors   the same at the best epoch, when that is not the final one
-    predictions_<split>.csv       one row per dev example: idx, label, prediction (+ logits)
+    predictions_<split>.csv       one row per reported dev example: idx, label, prediction (+ logits)
+    epoch_logits.npz              every epoch's logits on every eval split (selection and report)
 
-Every file is written to a temporary name and renamed into place, and `record.json` says
-`completed` only after everything else is on disk, so a killed run never looks finished.
-
-`Record` is the schema of `record.json` (version `SCHEMA_VERSION`): it is checked when a record is
-written and when one is read, so every reader (the store and its reports, `eval`, `init_from`, `analyze`)
-can rely on the fields a record of its status must have.
+Every file is written atomically (`records.io`), and `record.json` says `completed` only after everything
+else is on disk, so a killed run never looks finished.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import platform
 import shutil
-import subprocess
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
 from lora_repro.records.identity import RunId
+from lora_repro.records.io import atomic_write
+from lora_repro.records.provenance import git_commit, now, package_versions
+from lora_repro.records.schema import (
+    Artifacts,
+    CompletedRecord,
+    Failure,
+    Record,
+    RunInfo,
+    RunningRecord,
+    TrainInfo,
+    parse_record,
+    record_text,
+)
 
 RECORD_FILE = "record.json"
-LOCK_FILE = ".lock"
 WEIGHTS_FILE = "trained_weights.safetensors"
 BEST_WEIGHTS_FILE = "trained_weights_best.safetensors"  # the best epoch's, when it is not the final one
 # LoRA's A and B of the final epoch in fp16: small enough to commit, all `lora-repro analyze` needs.
 FACTORS_FILE = "lora_factors.safetensors"
 # Every epoch's logits on every eval split (selection and report): the bootstrap re-selects the epoch from them.
 EPOCH_LOGITS_FILE = "epoch_logits.npz"
-SCHEMA_VERSION = 1
-RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
-
-PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "safetensors",
-            "scikit-learn", "scipy", "numpy", "pandas", "lora-repro")
 
 
-@contextlib.contextmanager
-def claim(run_dir: Path) -> Iterator[bool]:
-    """Hold the run folder's lock while the block runs; yields False if another process holds it.
-
-    Two launches of one sweep then split its runs between them instead of training each twice, and a
-    record is never overwritten by a second process. Only the main process of a distributed launch
-    takes it (the others write nothing). The lock goes with the process, so a killed run leaves none.
-    """
-    if not is_main_process():
-        yield True
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK_FILE, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Let `write(tmp_path)` produce a file (e.g. a safetensors save), then rename it onto `path`.
-
-    The temporary name is unique and removed on failure; the file gets the usual permissions
-    (0666 less the umask), whatever the writer used.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-class EpochValue(BaseModel):
-    """The headline value of one epoch and every metric of that epoch."""
-
-    epoch: int
-    value: float
-    metrics: dict[str, float]
-
-
-class TrainInfo(BaseModel, extra="allow"):
-    """What a completed run measured (more fields, e.g. costs, are kept as they are)."""
-
-    headline_metric: str = Field(pattern=r"^[^/]+/[^/]+$")  # <split>/<metric>, e.g. dev/accuracy
-    final: EpochValue
-    best: EpochValue  # the reported epoch: chosen on the selection split (on the report split without one)
-    report_best: EpochValue | None = None  # the paper's convention: the epoch the report split likes best
-    selection_metric: str | None = None  # absent in records from before the selection split
-    epochs: list[dict[str, Any]]
-    params: dict[str, int]
-
-
-class Artifacts(BaseModel, extra="allow"):
-    """The files a completed run left beside its record (names relative to the run folder)."""
-
-    predictions: dict[str, str]
-    best_predictions: dict[str, str] | None = None  # absent in records older than best-epoch predictions
-    weights: str                                       # "" when none were kept (full_ft by default)
-    best_weights: str | None = None
-    lora_factors: str | None = None
-    epoch_logits: str | None = None  # absent in records from before per-epoch logits were kept
-
-
-class RunInfo(BaseModel, extra="allow"):
-    """Where the run came from: its resolved and hashed config, code version, machine and times."""
-
-    config: dict[str, Any]
-    hashed_config: dict[str, Any]
-    started_at: str
-    finished_at: str | None
-
-
-class Record(BaseModel, extra="allow"):
-    """The schema of `record.json`: the fields every record has, and those its status requires."""
-
-    model_config = ConfigDict(populate_by_name=True)
-    schema_version: Literal[1] = Field(alias="schema")
-    status: Literal["running", "completed", "failed"]
-    config_hash: str = Field(pattern=r"^[0-9a-f]{12}$")
-    run_info: RunInfo
-    train_info: dict[str, Any]
-    meta_info: dict[str, Any]
-    artifacts: dict[str, Any]
-
-
-class Failure(BaseModel, extra="allow"):
-    """What a failed run says: the one-line error."""
-
-    error: str
-
-
-# The parts a record's status requires beyond `Record` itself.
-STATUS_PARTS: dict[str, dict[str, type[BaseModel]]] = {
-    COMPLETED: {"train_info": TrainInfo, "artifacts": Artifacts}, FAILED: {"train_info": Failure}, RUNNING: {}}
-
-
-def check_record(payload: Any, where: Path) -> dict[str, Any]:
-    """`payload` if it fits `Record` and its status's parts, else a `UserError` naming the file and field."""
-    status = _validated(Record, payload, "", where).status
-    for key, model in STATUS_PARTS[status].items():
-        _validated(model, payload[key], f"{key}.", where)
-    return payload
-
-
-def _validated(model: type[BaseModel], value: Any, prefix: str, where: Path) -> Any:
-    try:
-        return model.model_validate(value)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = prefix + ".".join(str(part) for part in first["loc"]) if first["loc"] else prefix or "the record"
-        raise UserError(f"{where} is not a valid lora-repro run record (schema {SCHEMA_VERSION}): {field}: "
-                        f"{first['msg']}; delete that run folder and rerun it") from None
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    text = json.dumps(payload, indent=2, default=str) + "\n"
+def write_record(run_dir: Path, record: Record) -> None:
+    """Write `record` as `run_dir/record.json`, atomically, after checking it against the schema."""
+    path = run_dir / RECORD_FILE
+    text = record_text(record, path)
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def read_record(run_dir: Path) -> dict[str, Any]:
-    """Read `run_dir/record.json`; a missing or broken file is a `UserError` that names it."""
+def read_record(run_dir: Path) -> Record:
+    """The record in `run_dir`; a missing, broken or invalid file is a `UserError` that names it."""
     path = Path(run_dir) / RECORD_FILE
     try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
+        payload = json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"no run record at {path}; pass a run folder written by `lora-repro train`") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"broken run record {path}: {err}; delete the folder and rerun that run") from None
-    return check_record(record, path)
+    return parse_record(payload, path)
 
 
-def is_completed(run_dir: Path) -> bool:
-    """True when `run_dir` holds a readable record whose status is `completed`."""
+def completed_record(run_dir: Path) -> CompletedRecord | None:
+    """The record in `run_dir` if it is readable and `completed`, else None."""
     try:
-        return read_record(run_dir)["status"] == COMPLETED
+        record = read_record(run_dir)
     except UserError:
-        return False
+        return None
+    return record if isinstance(record, CompletedRecord) else None
 
 
 def reusable_run(run: RunId, reuse_runs_dirs: Sequence[str | Path]) -> Path | None:
@@ -209,7 +87,7 @@ def reusable_run(run: RunId, reuse_runs_dirs: Sequence[str | Path]) -> Path | No
     """
     for folder in reuse_runs_dirs:
         candidate = Path(folder) / run.relative_dir
-        if candidate.resolve() != run.run_dir.resolve() and is_completed(candidate):
+        if candidate.resolve() != run.run_dir.resolve() and completed_record(candidate):
             return candidate
     return None
 
@@ -221,79 +99,40 @@ def completed_value(run: RunId, reuse_runs_dirs: Sequence[str | Path] = ()) -> f
     experiment's folder holds all of its records.
     """
     run_dir = run.run_dir
-    source = None if is_completed(run_dir) or not is_main_process() else reusable_run(run, reuse_runs_dirs)
+    source = None if completed_record(run_dir) or not is_main_process() else reusable_run(run, reuse_runs_dirs)
     if source is not None:
         tmp = run_dir.with_name(f".{run_dir.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("logs"))
         shutil.rmtree(run_dir, ignore_errors=True)  # a failed or killed attempt of the same run
         os.replace(tmp, run_dir)
-    return float(read_record(run_dir)["train_info"]["best"]["value"]) if is_completed(run_dir) else None
-
-
-def git_commit() -> str | None:
-    """The project's git commit (with `+dirty` when the work tree has changes), if it is a checkout."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return sha + ("+dirty" if dirty else "")
-
-
-def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record = completed_record(run_dir)
+    return record.train_info.best.value if record else None
 
 
 @dataclass
 class RunRecord:
-    """The record of one run, written at start (`running`) and at the end (`completed`/`failed`)."""
+    """The record of one run as it is written: at the start (`running`), then at the end (`completed`/`failed`)."""
 
     run_dir: Path
-    payload: dict[str, Any]
+    record: Record
 
     @classmethod
     def start(cls, cfg: DictConfig, run: RunId, device: str) -> RunRecord:
         """Write a `running` record for the run config `cfg` of `run` (after all input has been validated)."""
-        payload = {
-            "schema": SCHEMA_VERSION,
-            "status": RUNNING,
-            "config_hash": run.hash,
-            "run_info": {
-                "config": OmegaConf.to_container(cfg, resolve=True),
-                "hashed_config": run.hashed_config,
-                "git_commit": git_commit(),
-                "device": device,
-                "host": platform.node(),
-                "started_at": now(),
-                "finished_at": None,
-            },
-            "train_info": {},
-            "meta_info": {"packages": package_versions()},
-            "artifacts": {},
-        }
-        record = cls(run.run_dir, payload)
-        record.save()
-        return record
+        info = RunInfo(config=OmegaConf.to_container(cfg, resolve=True), hashed_config=run.hashed_config,
+                       git_commit=git_commit(), device=device, host=platform.node(), started_at=now())
+        started = cls(run.run_dir, RunningRecord(config_hash=run.hash, run_info=info,
+                                                 meta_info={"packages": package_versions()}))
+        write_record(started.run_dir, started.record)
+        return started
 
-    def save(self) -> None:
-        path = self.run_dir / RECORD_FILE
-        write_json(path, check_record(self.payload, path))
-
-    def finish(self, status: str, train_info: dict[str, Any], artifacts: dict[str, Any]) -> None:
-        self.payload.update(status=status, train_info=train_info, artifacts=artifacts)
-        self.payload["run_info"]["finished_at"] = now()
-        self.save()
+    def finish(self, outcome: TrainInfo | Failure, artifacts: Artifacts | None = None) -> None:
+        """Write the completed record (`TrainInfo` and its files) or the failed one (`Failure`)."""
+        payload = self.record.model_dump(by_alias=True) | {
+            "status": "completed" if isinstance(outcome, TrainInfo) else "failed",
+            "train_info": outcome.model_dump(), "artifacts": artifacts.model_dump() if artifacts else {}}
+        payload["run_info"]["finished_at"] = now()
+        ended = parse_record(payload, self.run_dir / RECORD_FILE)
+        write_record(self.run_dir, ended)
+        self.record = ended

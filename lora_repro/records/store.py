@@ -24,7 +24,8 @@ from omegaconf import OmegaConf
 from lora_repro.config import CONF_DIR
 from lora_repro.errors import UserError
 from lora_repro.paper.names import ADAPTER_LABELS, METHOD_LABELS, WEIGHT_ORDER
-from lora_repro.records.record import COMPLETED, RECORD_FILE, read_record
+from lora_repro.records.record import RECORD_FILE, read_record
+from lora_repro.records.schema import CompletedRecord, Record
 
 __all__ = ["default_runs_dir", "load_predictions", "load_records", "method_label",
            "method_row_key", "targets_key"]
@@ -82,54 +83,56 @@ def flat(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
             for key, value in values.items()}
 
 
-def record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
-    """One store row from one record (KeyError/TypeError when the record lacks a field)."""
-    config, info = record["run_info"]["config"], record["train_info"]
+def record_row(record: Record, path: Path) -> dict[str, Any]:
+    """One store row from one record; the metric columns are empty unless it is `completed`."""
+    config = record.run_info.config
     method = config["method"]
-    params = info.get("params", {})
-    best = info.get("best", {})
-    row = {
-        "status": record["status"], "task": config["task"]["name"], "model": config["model"]["name"],
+    row = dict.fromkeys(COLUMNS) | {
+        "status": record.status, "task": config["task"]["name"], "model": config["model"]["name"],
         "method": method["name"], "label": method_label(method), "row_key": method_row_key(method),
-        "setup": config["setup"], "seed": config["seed"], "config_hash": record["config_hash"],
-        "family": family_hash(record["run_info"]["hashed_config"]),
-        "params_method": params.get("method"), "params_trainable": params.get("trainable"),
-        "params_total": params.get("total"), "headline_metric": info.get("headline_metric"),
+        "setup": config["setup"], "seed": config["seed"], "config_hash": record.config_hash,
+        "family": family_hash(record.run_info.hashed_config),
         "selection": config["data"].get("selection", "none"),
-        "selection_metric": info.get("selection_metric") or info.get("headline_metric"),
-        # What chose the reported epoch (and what a search compares): the selection split's value there.
-        "selection_value": best.get("metrics", {}).get(info.get("selection_metric") or info.get("headline_metric")),
-        "best": best.get("value"), "best_epoch": best.get("epoch"),
-        # The paper's convention: the epoch the report split likes best (the same as `best` without a selection split).
-        "report_best": (info.get("report_best") or best).get("value"),
-        "report_best_epoch": (info.get("report_best") or best).get("epoch"),
-        "final": info.get("final", {}).get("value"),
-        "train_seconds": info.get("train_seconds"),
-        "path": str(path),
-        "predictions": best_predictions_file(record, path),
-        "epoch_logits": str(Path(path).parent / record["artifacts"]["epoch_logits"])
-        if record.get("artifacts", {}).get("epoch_logits") else None,
-        **flat("train", config["train"]), **flat("method", method),
-        **flat("metric", best.get("metrics", {})),
+        "path": str(path), **flat("train", config["train"]), **flat("method", method),
     }
-    if record["status"] == COMPLETED and row["best"] is None:
-        raise KeyError("train_info.best")
+    if isinstance(record, CompletedRecord):
+        row |= completed_columns(record, Path(path).parent)
     return row
 
 
-def best_predictions_file(record: dict[str, Any], path: Path) -> str | None:
+def completed_columns(record: CompletedRecord, folder: Path) -> dict[str, Any]:
+    """The columns only a completed run fills: parameter counts, the reported values, costs and files."""
+    info, files = record.train_info, record.artifacts
+    best = info.best
+    # The paper's convention: the epoch the report split likes best (the same as `best` without a selection split).
+    report_best = info.report_best or best
+    return {
+        "params_method": info.params.method, "params_trainable": info.params.trainable,
+        "params_total": info.params.total, "headline_metric": info.headline_metric,
+        # What chose the reported epoch (and what a search compares): the selection split's value there.
+        "selection_metric": info.chosen_by, "selection_value": best.metrics.get(info.chosen_by),
+        "best": best.value, "best_epoch": best.epoch,
+        "report_best": report_best.value, "report_best_epoch": report_best.epoch,
+        "final": info.final.value, "train_seconds": info.train_seconds,
+        "predictions": best_predictions_file(record, folder),
+        "epoch_logits": str(folder / files.epoch_logits) if files.epoch_logits else None,
+        **flat("metric", best.metrics),
+    }
+
+
+def best_predictions_file(record: CompletedRecord, folder: Path) -> str | None:
     """The per-example dev predictions behind the record's best value (the headline split, best epoch).
 
     Records written before best-epoch predictions were kept have only the final epoch's: those are
     returned only when the final epoch was the best one.
     """
-    artifacts, info = record.get("artifacts", {}), record["train_info"]
-    split = str(info.get("headline_metric", "")).partition("/")[0]
-    files = artifacts.get("best_predictions")
-    if files is None and info.get("best", {}).get("epoch") == info.get("final", {}).get("epoch"):
-        files = artifacts.get("predictions")
-    name = (files or {}).get(split)
-    return str(Path(path).parent / name) if name else None
+    info, files = record.train_info, record.artifacts
+    split = info.headline_metric.partition("/")[0]
+    chosen = files.best_predictions
+    if chosen is None and info.best.epoch == info.final.epoch:
+        chosen = files.predictions
+    name = (chosen or {}).get(split)
+    return str(folder / name) if name else None
 
 
 def load_epoch_logits(file: str | Path) -> dict[str, np.ndarray]:
@@ -181,7 +184,7 @@ def load_records(paths: Sequence[Path] | None = None) -> pd.DataFrame:
         record = read_record(file.parent)
         try:
             rows.append(record_row(record, file))
-        except (KeyError, TypeError, AttributeError) as err:
+        except (KeyError, TypeError, AttributeError) as err:  # a config without a section every run has
             raise UserError(f"incomplete run record {file} (no {err}); delete the folder {file.parent} "
                             "and rerun that run") from None
     table = pd.DataFrame(rows)

@@ -13,7 +13,7 @@ import re
 
 import pandas as pd
 
-from lora_repro.records.record import COMPLETED
+from lora_repro.records.schema import COMPLETED
 
 __all__ = ["MISSING", "MIXED", "cell_text", "format_cell", "format_delta", "format_params", "parse_paper_cell",
            "summarize_cells"]

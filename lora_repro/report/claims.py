@@ -38,7 +38,8 @@ from scipy import stats
 
 from lora_repro.errors import UserError
 from lora_repro.metrics import BATCHED_METRICS, compute_metrics, predictions_from_logits
-from lora_repro.records.record import COMPLETED
+from lora_repro.paper.names import ADPT_P, BITFIT, FT, LORA, METHOD_LABELS
+from lora_repro.records.schema import COMPLETED
 from lora_repro.records.store import load_epoch_logits, load_predictions, targets_key
 from lora_repro.report.layout import order_tasks, task_name
 
@@ -68,10 +69,10 @@ class Claim:
 
 
 TABLE2_CLAIMS = (
-    Claim("i", "LoRA's average is within 1 point of full fine-tuning (or above it)", "LoRA", "FT", -1.0,
+    Claim("i", "LoRA's average is within 1 point of full fine-tuning (or above it)", LORA, FT, -1.0,
           "Table 2: LoRA matches or exceeds FT on RoBERTa and DeBERTa"),
-    Claim("ii", "LoRA ≥ BitFit", "LoRA", "BitFit", 0.0, "Table 2"),
-    Claim("iii", "LoRA ≥ adapters with equal or fewer trainable parameters", "LoRA", "AdptP", 0.0,
+    Claim("ii", "LoRA ≥ BitFit", LORA, BITFIT, 0.0, "Table 2"),
+    Claim("iii", "LoRA ≥ adapters with equal or fewer trainable parameters", LORA, ADPT_P, 0.0,
           "Table 2: LoRA 0.8M vs AdptP/AdptH 0.8M on RoBERTa-large"),
 )
 RANK_CLAIMS = (
@@ -83,15 +84,16 @@ RANK_CLAIMS = (
 
 # What the successors' own papers claim against LoRA, at the same rank and targets where they share LoRA's.
 SUCCESSOR_CLAIMS = (
-    Claim("DoRA", "DoRA ≥ LoRA at the same rank", "DoRA", "LoRA", 0.0,
+    Claim("DoRA", "DoRA ≥ LoRA at the same rank", METHOD_LABELS["dora"], LORA, 0.0,
           "Liu et al. (2024): DoRA outperforms LoRA across models and tasks"),
-    Claim("rsLoRA", "rsLoRA ≥ LoRA at the same rank", "rsLoRA", "LoRA", 0.0,
+    Claim("rsLoRA", "rsLoRA ≥ LoRA at the same rank", METHOD_LABELS["rslora"], LORA, 0.0,
           "Kalajdzievski (2023): alpha/sqrt(r) learns better than alpha/r (its gain grows with r)"),
-    Claim("PiSSA", "PiSSA ≥ LoRA at the same rank", "PiSSA", "LoRA", 0.0,
+    Claim("PiSSA", "PiSSA ≥ LoRA at the same rank", METHOD_LABELS["pissa"], LORA, 0.0,
           "Meng et al. (2024): PiSSA converges faster and ends higher than LoRA"),
-    Claim("VeRA", "VeRA is within 1 point of LoRA (or above it) with ~10x fewer parameters", "VeRA", "LoRA", -1.0,
+    Claim("VeRA", "VeRA is within 1 point of LoRA (or above it) with ~10x fewer parameters", METHOD_LABELS["vera"],
+          LORA, -1.0,
           "Kopiczko et al. (2024): VeRA matches LoRA on GLUE with 10x fewer trainable parameters"),
-    Claim("(IA)³", "(IA)³ is within 1 point of LoRA (or above it)", "(IA)³", "LoRA", -1.0,
+    Claim("(IA)³", "(IA)³ is within 1 point of LoRA (or above it)", METHOD_LABELS["ia3"], LORA, -1.0,
           "Liu et al. (2022): (IA)³ matches or beats LoRA with fewer parameters"),
 )
 

@@ -80,6 +80,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.next_grid and args.table != "lr_search":
         raise UserError("--next-grid goes with lr_search only")
     args.out = args.out or MINI_OUT.get(args.table, Path("results") / args.table)
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file; give the folder the report should be written to")
     return args
 
 
@@ -98,7 +100,13 @@ def run(argv: list[str]) -> list[Path]:
         runs = args.runs or [d for d in MINI_RUNS.get(args.table, [default_runs_dir()]) if d.is_dir()]
         rank_runs = args.rank_runs or [d for d in [MINI_DIR / "ranks" / "runs"] if d.is_dir()]
         rank_records = load_records(rank_runs) if args.table == "mini" and rank_runs else None
-        report = build_report(args.table, load_records(runs), args.model, args.task, args.seeds, rank_records)
+        records = load_records(runs)
+        # table2 without --runs shows the paper's rows and the computed parameter counts; nothing else can.
+        if records.empty and (args.runs or args.table != "table2"):
+            where = ", ".join(map(str, runs or MINI_RUNS.get(args.table, [default_runs_dir()])))
+            raise UserError(f"no run records under {where}; train the runs first (`make help` lists the "
+                            "sweeps) or pass --runs with a folder `lora-repro train` wrote to")
+        report = build_report(args.table, records, args.model, args.task, args.seeds, rank_records)
     written = write_report(report, args.out, command)
     print(to_markdown(report, command))
     return written

@@ -15,13 +15,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lora_repro.paper import paper_table
+from lora_repro.paper.names import LABEL_ORDER
 from lora_repro.report.layout import task_name
 
 __all__ = ["params_figure", "rank_figure", "task_figure"]
 
-LABEL_COLORS = {"FT": "tab:gray", "BitFit": "tab:brown", "AdptD": "tab:purple", "AdptP": "tab:orange",
-                "AdptH": "tab:red", "LoRA": "tab:blue", "DoRA": "tab:cyan", "rsLoRA": "tab:green",
-                "PiSSA": "tab:olive", "VeRA": "tab:pink", "(IA)³": "black"}
+# One colour per row of the paper's Table 2 order (`LABEL_ORDER`).
+LABEL_COLORS = dict(zip(LABEL_ORDER, ("tab:gray", "tab:brown", "tab:purple", "tab:orange", "tab:red", "tab:blue",
+                                      "tab:cyan", "tab:green", "tab:olive", "tab:pink", "black"), strict=True))
 PANEL_SIZE = (4.8, 3.6)
 
 

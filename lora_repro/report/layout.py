@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from lora_repro.errors import UserError
 from lora_repro.paper.names import TASK_NAMES, TASK_ORDER
-from lora_repro.records.record import COMPLETED
+from lora_repro.records.schema import COMPLETED
 from lora_repro.report.cells import MISSING, MIXED
 
 __all__ = ["Report", "Section", "legend", "metric_note", "mixed_notes",

@@ -20,7 +20,7 @@ from lora_repro.config import compose_config
 from lora_repro.methods import ParamCounts
 from lora_repro.models import meta_counts
 from lora_repro.paper import paper_table
-from lora_repro.paper.names import PAPER_MODELS
+from lora_repro.paper.names import ADPT_D, ADPT_H, ADPT_P, BITFIT, FT, LORA, PAPER_MODELS
 from lora_repro.records.store import method_row_key
 from lora_repro.report.cells import format_params
 
@@ -29,10 +29,10 @@ __all__ = ["PaperRow", "count_paper_row", "params_check", "params_match", "paper
 
 # The method config behind each paper row: (label, printed count) -> conf/method/<name>.yaml.
 # None = every count of that label (FT, BitFit and LoRA have one row per model).
-ROW_METHODS = {("FT", None): "full_ft", ("BitFit", None): "bitfit",
-               ("AdptD", "0.3"): "adapterdrop_m32", ("AdptD", "0.9"): "adapterdrop_m96",
-               ("AdptP", "3.0"): "pfeiffer_m64", ("AdptP", "0.8"): "pfeiffer_m16",
-               ("AdptH", "6.0"): "houlsby_m64", ("AdptH", "0.8"): "houlsby_m8", ("LoRA", None): "lora_paper"}
+ROW_METHODS = {(FT, None): "full_ft", (BITFIT, None): "bitfit",
+               (ADPT_D, "0.3"): "adapterdrop_m32", (ADPT_D, "0.9"): "adapterdrop_m96",
+               (ADPT_P, "3.0"): "pfeiffer_m64", (ADPT_P, "0.8"): "pfeiffer_m16",
+               (ADPT_H, "6.0"): "houlsby_m64", (ADPT_H, "0.8"): "houlsby_m8", (LORA, None): "lora_paper"}
 # LoRA's rank comes from the official script of a model x task; every task of a model has the same rank.
 REFERENCE_TASK = "mnli"
 DAGGER = "†"
@@ -85,7 +85,7 @@ def count_paper_row(model: str, method: str) -> ParamCounts:
 
 def shown_count(label: str, counts: ParamCounts) -> int:
     """The count the paper prints: the whole model for FT, else the method's own parameters."""
-    return counts.total if label == "FT" else counts.method
+    return counts.total if label == FT else counts.method
 
 
 def params_match(printed_m: str, count: int) -> str:
@@ -97,7 +97,7 @@ def params_match(printed_m: str, count: int) -> str:
 
 def params_note(row: PaperRow, count: int, match: str) -> str:
     """Why a computed count differs from the printed one (or what the match rests on)."""
-    if row.label == "FT" and match == "no":
+    if row.label == FT and match == "no":
         return (f"the paper quotes prior work's nominal model size ({row.params_m}M); this model with the "
                 f"{REFERENCE_TASK.upper()} classification head has {count:,} parameters")
     if match == "in 2^20 units":

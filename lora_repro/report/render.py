@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lora_repro.records.record import atomic_write
+from lora_repro.records.io import atomic_write
 from lora_repro.report.layout import Report, Section
 
 __all__ = ["figure_png", "to_latex", "to_markdown", "write_report"]

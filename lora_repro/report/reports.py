@@ -15,7 +15,7 @@ from lora_repro.config import compose_config
 from lora_repro.errors import UserError
 from lora_repro.paper import RECIPE_DIFFERENCES
 from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS
-from lora_repro.records.record import COMPLETED
+from lora_repro.records.schema import COMPLETED
 from lora_repro.records.store import method_label
 from lora_repro.report.cells import MISSING, format_cell, summarize_cells
 from lora_repro.report.claims import (

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from lora_repro.paper import paper_table
-from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS, TASK_ORDER
-from lora_repro.records.record import COMPLETED
+from lora_repro.paper.names import FT, LABEL_ORDER, PAPER_MODELS, SETUPS, TASK_ORDER
+from lora_repro.records.schema import COMPLETED
 from lora_repro.report.cells import (
     MISSING,
     cell_text,
@@ -45,7 +45,7 @@ from lora_repro.report.params import (
 __all__ = ["AVG", "MM_TASK", "ROW_KEYS", "paper_block", "table2_sections", "table2_tidy"]
 
 ROW_KEYS = ["model", "setup", "row_key"]
-SETUP_ORDER = ("official", "houlsby")
+SETUP_ORDER = SETUPS
 MM_TASK, MM_COLUMN = "mnli-mm", "metric.mismatched/accuracy"
 AVG = "avg"
 
@@ -54,14 +54,14 @@ def paper_counterpart(model: str, setup: str, label: str, count: float) -> float
     """The index of the paper row this row reproduces (NaN if none), by the rule of the module doc."""
     for row in paper_rows():
         if (row.model, row.setup, row.label) == (model, setup, label) and (
-                label == "FT" or (pd.notna(count) and params_match(row.params_m, int(count)) != "no")):
+                label == FT or (pd.notna(count) and params_match(row.params_m, int(count)) != "no")):
             return float(row.index)
     return float("nan")
 
 
 def record_rows(done: pd.DataFrame) -> pd.DataFrame:
     """The rows the completed records fill, each with the parameter count its runs recorded."""
-    shown = done["params_total"].where(done["label"] == "FT", done["params_method"])
+    shown = done["params_total"].where(done["label"] == FT, done["params_method"])
     # FT's total differs by task (head size); the most common count stands for the row.
     return done.assign(params=shown).groupby(ROW_KEYS, as_index=False).agg(
         label=("label", "first"), params=("params", lambda p: p.mode().iloc[0] if p.notna().any() else None))

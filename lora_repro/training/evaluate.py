@@ -15,10 +15,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from transformers import PrinterCallback
 
+from lora_repro.config import on_this_machine
+from lora_repro.data.tasks import data_identity
 from lora_repro.errors import UserError
 from lora_repro.methods import load_trainable_state_dict
-from lora_repro.records.record import COMPLETED, WEIGHTS_FILE, read_record
+from lora_repro.records.identity import run_config
+from lora_repro.records.record import WEIGHTS_FILE, completed_record, read_record
+from lora_repro.records.schema import CompletedRecord
 from lora_repro.training.trainer import make_trainer
 
 
@@ -32,14 +37,17 @@ def load_run(run_dir: Path, best: bool = False) -> tuple[DictConfig, object, obj
     from lora_repro.training.run import build  # the same build steps as training, minus the training
 
     record = read_record(run_dir)
-    if record["status"] != COMPLETED or not record["artifacts"].get("weights"):
-        raise UserError(f"{run_dir} has no trained weights to reload (status {record['status']}; full_ft "
+    if not isinstance(record, CompletedRecord) or not record.artifacts.weights:
+        raise UserError(f"{run_dir} has no trained weights to reload (status {record.status}; full_ft "
                         "runs keep weights only with train.save_full_model=true)")
-    cfg = OmegaConf.create(record["run_info"]["config"])
+    cfg = run_config(on_this_machine(OmegaConf.create(record.run_info.config)))  # a no-op but for older records
+    if data_identity(cfg.task, cfg.data) != record.run_info.hashed_config["data"]["files"]:
+        raise UserError(f"the {cfg.task.name} data at {cfg.data.glue_dir or 'the hub'} is not the data {run_dir} "
+                        "was trained and evaluated on; point GLUE_DIR at that data")
     with open_dict(cfg):
         cfg.train.init_from = None  # the run's own weights replace whatever it started from
     tokenizer, data, model = build(cfg)
-    name = (record["artifacts"].get("best_weights") or WEIGHTS_FILE) if best else WEIGHTS_FILE
+    name = (record.artifacts.best_weights or WEIGHTS_FILE) if best else WEIGHTS_FILE
     try:
         state = load_file(str(run_dir / name))
     except (OSError, SafetensorError) as err:
@@ -54,6 +62,7 @@ def evaluate(run_dir: Path, best: bool = False) -> dict[str, float]:
     cfg, tokenizer, data, model = load_run(Path(run_dir), best)
     with tempfile.TemporaryDirectory() as scratch:
         trainer, log = make_trainer(model, data, cfg, tokenizer, Path(scratch))
+        trainer.remove_callback(PrinterCallback)  # stdout is for the JSON `main` prints, nothing else
         trainer.evaluate()
     return log.epochs[-1]["metrics"]
 
@@ -65,6 +74,7 @@ def main() -> None:
     parser.add_argument("--best", action="store_true", help="the best epoch's weights (default: the final epoch's)")
     args = parser.parse_args()
     metrics = evaluate(args.run_dir, args.best)
-    recorded = read_record(args.run_dir)["train_info"]["best" if args.best else "final"]["metrics"]
+    info = completed_record(args.run_dir).train_info
+    recorded = (info.best if args.best else info.final).metrics
     print(json.dumps({name: {"reloaded": value, "recorded": recorded.get(name)}
                       for name, value in metrics.items()}, indent=2))

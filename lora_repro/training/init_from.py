@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from lora_repro.errors import UserError
 from lora_repro.methods import load_trainable_state_dict
-from lora_repro.records.identity import method_identity
-from lora_repro.records.record import COMPLETED, WEIGHTS_FILE, read_record
+from lora_repro.records.identity import method_identity, run_folder_name
+from lora_repro.records.record import WEIGHTS_FILE, completed_record
 
 
 def find_source_run(cfg: DictConfig) -> Path:
@@ -25,10 +25,9 @@ def find_source_run(cfg: DictConfig) -> Path:
     task = cfg.train.init_from
     method = method_identity(OmegaConf.to_container(cfg.method, resolve=True))
     folder = Path(cfg.paths.runs_dir) / task / cfg.model.name / cfg.method.name
-    for run_dir in sorted(folder.glob(f"s{cfg.seed}-*")):
-        record = read_record(run_dir)
-        same_method = method_identity(record["run_info"]["config"]["method"]) == method
-        if record["status"] == COMPLETED and same_method and record["artifacts"].get("weights"):
+    for run_dir in sorted(folder.glob(run_folder_name(cfg.seed, "*"))):
+        record = completed_record(run_dir)
+        if record and record.artifacts.weights and method_identity(record.run_info.config["method"]) == method:
             return run_dir
     raise UserError(
         f"train.init_from={task}: no completed {task} run with model={cfg.model.name}, this method config "
@@ -45,7 +44,7 @@ def load_init_weights(model: torch.nn.Module, cfg: DictConfig) -> Path:
     """
     source = find_source_run(cfg)
     # The source run's best epoch, as the paper's MNLI start is its best MNLI checkpoint.
-    weights = source / (read_record(source)["artifacts"].get("best_weights") or WEIGHTS_FILE)
+    weights = source / (completed_record(source).artifacts.best_weights or WEIGHTS_FILE)
     try:
         load_trainable_state_dict(model, load_file(str(weights)), skip_head=True)
     except UserError as err:

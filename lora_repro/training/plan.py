@@ -21,10 +21,11 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.config import compose_config, config_context
-from lora_repro.errors import UserError
+from lora_repro.errors import Unavailable, UserError
 from lora_repro.models import meta_counts
 from lora_repro.records.identity import RunId, run_config
-from lora_repro.records.record import read_record, reusable_run
+from lora_repro.records.record import RECORD_FILE, read_record, reusable_run
+from lora_repro.training.run import check_settings
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,10 @@ def compose_jobs(jobs: list[list[str]]) -> list[DictConfig]:
 
 def run_status(run_dir: Path) -> str:
     """`completed`, `failed`, `running` (or killed while running), or `missing`."""
-    if not (run_dir / "record.json").exists():
+    if not (run_dir / RECORD_FILE).exists():
         return "missing"
     try:
-        return read_record(run_dir)["status"]
+        return read_record(run_dir).status
     except UserError:
         return "broken"
 
@@ -111,6 +112,7 @@ def plan(overrides: list[str]) -> pd.DataFrame:
     """One row per run of the sweep: what it is, whether it is done, and its estimated cost."""
     rows, counted, warned = [], {}, set()
     for cfg in compose_jobs(expand_sweep(overrides)):
+        check_settings(cfg)  # a bad value stops the plan as it would stop the run
         key = (cfg.model.name, OmegaConf.to_yaml(cfg.method), cfg.task.name)
         if key not in counted:
             counted[key] = meta_counts(cfg)
@@ -119,7 +121,7 @@ def plan(overrides: list[str]) -> pd.DataFrame:
             run_id = RunId.of(resolved)
             run_dir, status = run_id.run_dir, plan_status(run_id, cfg.paths.reuse_runs_dirs)
             precision = resolved.train.precision
-        except UserError as err:
+        except Unavailable as err:
             # Its data is not here, or this machine cannot run it (fp16 without a GPU): still worth planning.
             run_dir, status, precision = None, "unavailable here", cfg.train.precision
             if str(err) not in warned:

@@ -18,31 +18,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 from transformers import set_seed
 
+from lora_repro.config import CONF_DIR
 from lora_repro.data.glue import GlueData, build_datasets
-from lora_repro.data.tasks import SELECT, selection_metric
+from lora_repro.data.tasks import MAX_SEED, SELECT, check_subset_sizes, num_labels, selection_metric
 from lora_repro.distributed import check_one_process_per_gpu, is_main_process
-from lora_repro.errors import UserError
+from lora_repro.errors import UserError, check_known, choose
 from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
 from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
+from lora_repro.paper.names import SETUPS
 from lora_repro.records.identity import RunId, run_config
+from lora_repro.records.io import atomic_write, check_writable, claim
 from lora_repro.records.record import (
     BEST_WEIGHTS_FILE,
-    COMPLETED,
     EPOCH_LOGITS_FILE,
     FACTORS_FILE,
-    FAILED,
     WEIGHTS_FILE,
     RunRecord,
-    atomic_write,
-    claim,
     completed_value,
 )
+from lora_repro.records.schema import Artifacts, EpochValue, Failure, ParamCounts, SelectionInfo, TrainInfo
 from lora_repro.training.init_from import load_init_weights
 from lora_repro.training.trainer import (
     EpochLog,
@@ -62,9 +62,12 @@ TRAIN_NUMBERS = {
     "per_device_batch_size": (int, 1, None, True), "eval_batch_size": (int, 1, None, False),
     "epochs": (int, 1, None, False), "warmup_ratio": (float, 0.0, 1.0, True), "warmup_steps": (int, 0, None, True),
     "weight_decay": (float, 0.0, None, False), "max_grad_norm": (float, 0.0, None, False),
-    "num_threads": (int, 1, None, True),
+    "num_threads": (int, 1, None, True), "max_seq_length": (int, 1, None, False),
 }
 EXCLUSIVE_LOW = {"train.learning_rate"}
+# Every setting of `train:` and `data:`; anything else (a `+train.learnin_rate=...`) is a typo.
+TRAIN_KEYS = tuple(OmegaConf.load(CONF_DIR / "train" / "default.yaml"))
+DATA_KEYS = tuple(OmegaConf.load(CONF_DIR / "data" / "glue.yaml"))
 
 
 def check_number(name: str, value: object, kind: type, low: float, high: float | None, nullable: bool) -> None:
@@ -85,29 +88,38 @@ def check_settings(cfg: DictConfig) -> None:
     """Fail fast on settings that need no data or model to judge (before anything is loaded or written)."""
     for key, rule in TRAIN_NUMBERS.items():
         check_number(f"train.{key}", cfg.train[key], *rule)
-    check_number("seed", cfg.seed, int, 0, None, False)
+    check_number("seed", cfg.seed, int, 0, MAX_SEED, False)
+    check_subset_sizes(cfg.data)
     split, _, metric = str(cfg.task.headline_metric).partition("/")
     if split not in cfg.task.eval_splits or metric not in cfg.task.metrics:
         raise UserError(f"task.headline_metric {cfg.task.headline_metric!r} must be <split>/<metric> with a split of "
                         f"{list(cfg.task.eval_splits)} and a metric of {list(cfg.task.metrics)}")
     check_method_config(cfg.method)
+    check_known("train", cfg.train, TRAIN_KEYS)
+    check_known("data", cfg.data, DATA_KEYS)
+    choose("setup", cfg.setup, SETUPS)
     check_one_process_per_gpu()
     batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
 
 
 def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
-    """Tokenizer, tokenized data and the model with the method applied (all input validated here)."""
-    cfg = run_config(cfg)  # idempotent: what the run records, whoever calls (a run, `eval`, a test)
+    """Tokenizer, tokenized data and the model with the method applied (all input validated here).
+
+    Args:
+        cfg: A run config (`records.identity.run_config`): resolved, precision and selection made concrete.
+    """
     check_settings(cfg)
     set_seed(cfg.seed)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
+    # The model and its method before the data: a bad weight set, rank or start run is refused before
+    # anything is tokenized (and cached).
     tokenizer = load_tokenizer(cfg.model)
-    data = build_datasets(cfg.task, cfg.data, tokenizer, cfg.train.max_seq_length,
-                          model_max_length=cfg.model.shape.max_position_embeddings)
-    model = apply_method(load_model(cfg.model, data.num_labels), cfg.method, cfg.model)
+    model = apply_method(load_model(cfg.model, num_labels(cfg.task)), cfg.method, cfg.model)
     if cfg.train.init_from:
         load_init_weights(model, cfg)
+    data = build_datasets(cfg.task, cfg.data, tokenizer, cfg.train.max_seq_length,
+                          model_max_length=cfg.model.shape.max_position_embeddings)
     return tokenizer, data, model
 
 
@@ -130,8 +142,8 @@ def summarize(epoch_log: EpochLog, headline: str, chosen_by: str) -> dict[str, A
     epochs = epoch_log.epochs
     check_finite(epochs)
 
-    def at(epoch: dict[str, Any]) -> dict[str, Any]:
-        return {"epoch": epoch["epoch"], "value": epoch["metrics"][headline], "metrics": epoch["metrics"]}
+    def at(epoch: dict[str, Any]) -> EpochValue:
+        return EpochValue(epoch=epoch["epoch"], value=epoch["metrics"][headline], metrics=epoch["metrics"])
 
     return {
         "headline_metric": headline,
@@ -219,34 +231,34 @@ def train_and_record(cfg: DictConfig, run_id: RunId, record: RunRecord | None, t
         logs.rmdir()  # nothing was logged there
     counts = count_parameters(model, cfg.method)
     plan = batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
-    train_info = {
+    train_info = TrainInfo(
         **summarize(epoch_log, cfg.task.headline_metric, selection_metric(cfg.task, cfg.data)),
-        "selection": {"protocol": cfg.data.selection, "rows": {s: len(ds) for s, ds in data.evals.items()}},
-        "epochs": epoch_log.epochs,
-        "params": {"method": counts.method, "trainable": counts.trainable, "total": counts.total},
-        "train_examples": len(data.train),
-        "eval_examples": {split: len(ds) for split, ds in data.evals.items()},
-        "train_seconds": seconds,
-        "train_examples_per_second": len(data.train) * len(epoch_log.epochs) / seconds,
+        selection=SelectionInfo(protocol=cfg.data.selection, rows={s: len(ds) for s, ds in data.evals.items()}),
+        epochs=epoch_log.epochs,
+        params=ParamCounts(method=counts.method, trainable=counts.trainable, total=counts.total),
+        train_examples=len(data.train),
+        eval_examples={split: len(ds) for split, ds in data.evals.items()},
+        train_seconds=seconds,
+        train_examples_per_second=len(data.train) * len(epoch_log.epochs) / seconds,
         # The mean of the epochs' mean losses (equal epochs): the same with or without a resume in between.
-        "train_loss": mean_or_none([e["train_loss"] for e in epoch_log.epochs]),
-        "peak_memory_bytes": peak_memory_bytes(),
-        "batch": dataclasses.asdict(plan) | {"global": plan.global_batch},
-    }
+        train_loss=mean_or_none([e["train_loss"] for e in epoch_log.epochs]),
+        peak_memory_bytes=peak_memory_bytes(),
+        batch=dataclasses.asdict(plan) | {"global": plan.global_batch},
+    )
     if record is None:  # another process of a distributed launch: the main one writes
-        return float(train_info["best"]["value"])
-    final, best = train_info["final"]["epoch"], train_info["best"]["epoch"]
+        return train_info.best.value
+    final, best = train_info.final.epoch, train_info.best.epoch
     # The final epoch's predictions match the saved weights (`lora-repro eval`); the best epoch's are the
     # ones behind the reported value, which the claims' bootstrap resamples.
-    artifacts = {"predictions": write_predictions(record.run_dir, data, epoch_log, final),
-                 "best_predictions": write_predictions(record.run_dir, data, epoch_log, best,
-                                                       "" if best == final else "_best"),
-                 "epoch_logits": write_epoch_logits(record.run_dir, data, epoch_log),
-                 **save_weights(record.run_dir, model, cfg, epoch_log.best_weights)}
-    record.finish(COMPLETED, train_info, artifacts)
+    artifacts = Artifacts(predictions=write_predictions(record.run_dir, data, epoch_log, final),
+                          best_predictions=write_predictions(record.run_dir, data, epoch_log, best,
+                                                             "" if best == final else "_best"),
+                          epoch_logits=write_epoch_logits(record.run_dir, data, epoch_log),
+                          **save_weights(record.run_dir, model, cfg, epoch_log.best_weights))
+    record.finish(train_info, artifacts)
     log.info("completed %s: %s = %.4f (best epoch %d)", record.run_dir, cfg.task.headline_metric,
-             train_info["best"]["value"], train_info["best"]["epoch"])
-    return float(train_info["best"]["value"])
+             train_info.best.value, train_info.best.epoch)
+    return train_info.best.value
 
 
 def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
@@ -264,6 +276,7 @@ def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
     if done is not None:
         log.info("skipping %s: already completed with this config (train.force=true reruns it)", run_id.run_dir)
         return done
+    check_writable(Path(cfg.paths.runs_dir), "paths.runs_dir")
     tokenizer, data, model = build(cfg)
     with claim(run_id.run_dir) as mine:
         if not mine:  # another process (a second copy of the sweep) is training this very run
@@ -277,5 +290,5 @@ def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
             return train_and_record(cfg, run_id, record, tokenizer, data, model)
         except BaseException as err:  # includes KeyboardInterrupt: the record must not stay `running`
             if record is not None:
-                record.finish(FAILED, {"error": f"{type(err).__name__}: {err}"}, {})
+                record.finish(Failure(error=f"{type(err).__name__}: {err}"))
             raise

@@ -33,7 +33,7 @@ from lora_repro.errors import UserError
 from lora_repro.hardware import resolve_precision
 from lora_repro.methods import load_trainable_state_dict, trainable_state_dict
 from lora_repro.metrics import compute_metrics, predictions_from_logits
-from lora_repro.records.record import atomic_write
+from lora_repro.records.io import atomic_write
 
 EPOCH_LOG_FILE, EPOCH_LOG_LOGITS = "epoch_log.json", "epoch_log_logits.npz"
 TRAINABLE_FILE, BEST_TRAINABLE_FILE = "trainable.safetensors", "best_trainable.safetensors"

@@ -43,7 +43,7 @@ def analyze(monkeypatch, *args: str) -> int:
 def test_lora_runs_keep_their_factors_in_fp16(lora_runs):
     _, cfgs = lora_runs
     folder = run_dir_for(cfgs[1])
-    assert read_record(folder)["artifacts"]["lora_factors"] == FACTORS_FILE
+    assert read_record(folder).artifacts.lora_factors == FACTORS_FILE
     factors = load_file(str(folder / FACTORS_FILE))
     assert factors and all(t.dtype == torch.float16 for t in factors.values())
     assert all(".lora_A." in k or ".lora_B." in k for k in factors)

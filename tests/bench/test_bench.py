@@ -6,6 +6,8 @@ No test asserts a timing: the machine running the tests is shared and timings ar
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +24,8 @@ from lora_repro.bench.timing import Budget, interleave, paired_ratio
 from lora_repro.bench.training import BOUND, PEFT_BASELINE, build_trainee, train_step
 from lora_repro.errors import UserError
 from lora_repro.hardware import cpu_has_native_bf16
-from lora_repro.methods import count_parameters
+from lora_repro.methods import apply_method, count_parameters
+from lora_repro.models import build_model
 from tests.conftest import compose_config, tiny_model_cfg
 
 # Small adapters: the tiny model's hidden size is 32, below the configs' bottleneck of 64.
@@ -153,7 +156,39 @@ def test_interleave_pairs_rounds_and_respects_the_round_limits():
     (["--train-rounds", "5", "2"], "1 <= min <= max"),
     (["--batch-size", "0"], "must be an integer >= 1"),
     (["--model", "tiny_bert", "--lengths", "4096", "--no-memory"], "does not fit model tiny_bert"),
+    (["--device", "tpu"], "use cpu, cuda or cuda:N"),
+    (["--device", "cpu:1"], "use cpu, cuda or cuda:N"),
+    (["--device", "cuda:1"], "CUDA"),
+    (["--set", "bad"], "KEY=VALUE"),
+    (["--set", "method.nope=1"], "none of the methods"),
+    (["--set", "method.r=abc"], "lora rank r"),
+    (["--set", "train.max_seq_length=x"], "train.max_seq_length must be a whole number"),
 ])
 def test_bad_arguments_are_one_line_user_errors(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):
-        cli.run([*argv, "--out", str(tmp_path)])
+        cli.run([*FAST, *argv, "--out", str(tmp_path)])  # FAST first: an argument given twice, the last wins
+
+
+# A bench of seconds on the tiny model, should a bad argument ever get through.
+FAST = ["--model", "tiny_bert", "--random-init", "--batch-size", "2", "--seq-len", "16", "--batches", "1",
+        "--lengths", "16", "--train-seconds", "0", "--train-rounds", "1", "1", "--latency-seconds", "0",
+        "--latency-rounds", "1", "1", "--no-memory", "--profile-top", "0"]
+
+
+def test_set_applies_a_method_option_to_the_methods_that_have_it(tmp_path):
+    # The README's `lora-repro bench --set method.r=16`, on the tiny model: full FT has no rank, LoRA gets 16.
+    command = [sys.executable, "-m", "lora_repro.cli", "bench", *FAST, "--methods", "full_ft", "lora",
+               "--set", "method.r=16", "--set", "method.bottleneck=4", "--out", str(tmp_path)]  # the latency adapters
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--set method.r=16" in next(tmp_path.glob("*_raw.json")).read_text()
+    training = pd.read_csv(next(tmp_path.glob("*_training.csv")), comment="#").set_index("method")
+    lora = {r: count_parameters(build_trainee_model(r), tiny_cfgs(["lora"])["lora"].method).trainable for r in (8, 16)}
+    assert training.loc["lora", "trainable_params"] == lora[16] != lora[8]
+
+
+def build_trainee_model(r: int) -> torch.nn.Module:
+    cfg = tiny_cfgs(["lora"])["lora"]
+    with open_dict(cfg):
+        cfg.method.r = r
+    return apply_method(build_model(cfg.model, 2, "meta"), cfg.method, cfg.model)

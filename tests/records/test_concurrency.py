@@ -7,10 +7,13 @@ import stat
 import subprocess
 import sys
 
-from lora_repro.records.record import atomic_write
+import pytest
+
+from lora_repro.records.io import atomic_write
 from tests.conftest import write_tiny_glue
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_config_train_it_once(tmp_path):
     glue_dir = write_tiny_glue(tmp_path / "glue", n_train=1500, n_dev=40)
     args = [sys.executable, "-m", "lora_repro", "train", "model=tiny_bert", "task=sst2", "train.batch_size=8",

@@ -7,7 +7,8 @@ import shutil
 
 from lora_repro.records.identity import RunId, run_config
 from lora_repro.records.migrate import migrate_run
-from lora_repro.records.record import COMPLETED, RECORD_FILE
+from lora_repro.records.record import RECORD_FILE
+from lora_repro.records.schema import COMPLETED
 from lora_repro.training.run import run
 from tests.conftest import run_dir_for
 from tests.training.test_run import tiny_run_cfg

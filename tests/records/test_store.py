@@ -18,7 +18,8 @@ from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, count_parameters
 from lora_repro.models import build_model
 from lora_repro.records.identity import RunId
-from lora_repro.records.record import COMPLETED, FAILED, RECORD_FILE, RUNNING, RunRecord, read_record
+from lora_repro.records.record import RECORD_FILE, RunRecord, read_record
+from lora_repro.records.schema import COMPLETED, FAILED, RUNNING, Artifacts, Failure, TrainInfo
 from lora_repro.records.store import load_records, method_label, method_row_key, targets_key
 from tests.conftest import compose_config
 
@@ -66,14 +67,14 @@ def write_run(runs_dir: Path, task: str = "sst2", model: str = "minilm", method:
         cfg.paths.runs_dir = str(runs_dir)
     record = RunRecord.start(cfg, RunId.of(cfg), "cpu")
     if status == FAILED:
-        record.finish(FAILED, {"error": "RuntimeError: boom"}, {})
+        record.finish(Failure(error="RuntimeError: boom"))
     elif status == COMPLETED:
         files = {}
         if predictions is not None:
             predictions.assign(idx=range(len(predictions))).to_csv(record.run_dir / "predictions_dev.csv", index=False)
             files = {"dev": "predictions_dev.csv"}
-        record.finish(COMPLETED, _train_info(cfg, value, _params(task, model, method, tuple(overrides))),
-                      {"predictions": files, "best_predictions": files, "weights": ""})
+        record.finish(TrainInfo.model_validate(_train_info(cfg, value, _params(task, model, method, tuple(overrides)))),
+                      Artifacts(predictions=files, best_predictions=files, weights=""))
     return record.run_dir
 
 
@@ -174,6 +175,6 @@ def test_a_record_that_breaks_the_schema_is_never_written(tmp_path):
         cfg.paths.runs_dir = str(tmp_path)
     record = RunRecord.start(cfg, RunId.of(cfg), "cpu")
     with pytest.raises(UserError, match="train_info"):
-        record.finish(COMPLETED, {"headline_metric": "dev/accuracy"}, {"predictions": {}, "weights": ""})
-    assert read_record(record.run_dir)["status"] == RUNNING  # the valid `running` record stays
+        record.finish(TrainInfo.model_construct(headline_metric="dev/accuracy"), Artifacts(predictions={}, weights=""))
+    assert read_record(record.run_dir).status == RUNNING  # the valid `running` record stays
     assert [p.name for p in record.run_dir.iterdir()] == [RECORD_FILE]  # no temp file left behind

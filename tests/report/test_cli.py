@@ -73,9 +73,18 @@ def test_bad_arguments_are_one_line_and_status_2(monkeypatch, capsys, args, tmp_
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
-def test_no_records_is_status_2_for_sweeps(monkeypatch, capsys, tmp_path):
-    assert report(monkeypatch, "table6", "--runs", str(tmp_path), "--out", str(tmp_path / "out")) == 2
-    assert "no completed run records" in capsys.readouterr().err
+@pytest.mark.parametrize("table", ["table2", "table6", "mini"])
+def test_an_empty_runs_folder_is_status_2_and_writes_nothing(monkeypatch, capsys, tmp_path, table):
+    (tmp_path / "runs").mkdir()
+    assert report(monkeypatch, table, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")) == 2
+    assert f"no run records under {tmp_path / 'runs'}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_naming_an_existing_file_is_status_2(monkeypatch, capsys, runs, tmp_path):
+    (tmp_path / "out").write_text("notes")
+    assert report(monkeypatch, "table2", "--runs", str(runs), "--out", str(tmp_path / "out")) == 2
+    assert "--out" in capsys.readouterr().err and (tmp_path / "out").read_text() == "notes"
 
 
 def test_a_broken_record_names_the_file_and_exits_2(monkeypatch, capsys, runs, tmp_path):

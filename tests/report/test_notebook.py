@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from tests.report.test_tables import write_runs
@@ -12,6 +13,7 @@ from tests.report.test_tables import write_runs
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "results.ipynb"
 
 
+@pytest.mark.slow
 def test_the_notebook_runs_on_synthetic_records(tmp_path, monkeypatch):
     runs = write_runs(tmp_path / "runs")
     monkeypatch.setenv("LORA_REPRO_RUNS", str(runs / "main"))  # the kernel inherits the environment

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from lora_repro.errors import UserError
-from lora_repro.records.record import FAILED, RUNNING
+from lora_repro.records.schema import FAILED, RUNNING
 from lora_repro.records.store import load_records
 from lora_repro.report.render import to_latex, to_markdown
 from lora_repro.report.reports import build_report

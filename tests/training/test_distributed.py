@@ -21,6 +21,8 @@ ARGS = ["model=tiny_bert", "task=rte", "method=lora", "train.precision=fp32", "t
         "train.max_seq_length=32", "train.epochs=2", "train.learning_rate=1e-2", "+model.shape.hidden_dropout_prob=0.0",
         "+model.shape.attention_probs_dropout_prob=0.0"]
 
+pytestmark = pytest.mark.slow  # minutes: see `make test` and `make test-all`
+
 
 def launch(root: Path, glue_dir: Path, prefix: list[str], *extra: str) -> Path:
     """Run one training launch in its own folder; return its run folder."""

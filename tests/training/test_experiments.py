@@ -31,4 +31,4 @@ def test_the_first_run_of_every_experiment_trains(experiment, tmp_path, glue_dir
             cfg.method.bottleneck = min(cfg.method.bottleneck, 8)
     value = run(cfg)
     record = read_record(run_dir_for(cfg))
-    assert record["status"] == "completed" and record["train_info"]["best"]["value"] == value
+    assert record.status == "completed" and record.train_info.best.value == value

@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from lora_repro.errors import UserError
 from lora_repro.methods import trainable_state_dict
+from lora_repro.records.identity import run_config
 from lora_repro.records.record import WEIGHTS_FILE
 from lora_repro.training.run import build, run
 from tests.conftest import run_dir_for
@@ -22,7 +23,7 @@ def test_a_run_starts_from_the_method_weights_of_the_mnli_run(tmp_path, glue_dir
     saved = load_file(str(run_dir_for(source_cfg) / WEIGHTS_FILE))
 
     cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=["task=rte", "train.init_from=mnli", *method])
-    _, _, model = build(cfg)
+    _, _, model = build(run_config(cfg))
     started = trainable_state_dict(model)
     heads = tuple(cfg.model.head_modules)
     method_weights = [n for n in started if not n.startswith(heads)]
@@ -38,7 +39,7 @@ def test_a_run_starts_from_the_method_weights_of_the_mnli_run(tmp_path, glue_dir
 def test_init_from_without_a_source_run_says_what_to_run_first(tmp_path, glue_dir):
     cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=["task=rte", "train.init_from=mnli"])
     with pytest.raises(UserError, match="run that task first"):
-        build(cfg)
+        build(run_config(cfg))
 
 
 def test_init_from_weights_missing_a_method_tensor_is_refused(tmp_path, glue_dir):
@@ -48,4 +49,4 @@ def test_init_from_weights_missing_a_method_tensor_is_refused(tmp_path, glue_dir
     state = load_file(str(source / WEIGHTS_FILE))
     save_file({k: v for k, v in state.items() if "lora_B" not in k}, str(source / WEIGHTS_FILE))
     with pytest.raises(UserError, match="do not fit this run"):
-        build(cfg)
+        build(run_config(cfg))

@@ -61,6 +61,7 @@ def records(root: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in (root / "experiments" / "runs").rglob("record.json")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
 def test_two_run_multirun_through_a_launcher_then_resume_skips_both(tmp_path, glue_dir, launcher):
     first = launch([f"hydra/launcher={launcher}"], tmp_path, glue_dir)
@@ -72,6 +73,7 @@ def test_two_run_multirun_through_a_launcher_then_resume_skips_both(tmp_path, gl
     assert records(tmp_path) == done  # nothing recomputed, nothing rewritten
 
 
+@pytest.mark.slow
 def test_the_tasks_of_one_submitit_job_are_one_distributed_run(tmp_path, glue_dir):
     # As on a SLURM node with 2 GPUs (tasks_per_node=2): two processes, one run, one record.
     result = launch(["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2", "seed=0",
@@ -105,6 +107,7 @@ def test_gpu_hours_follow_the_stated_assumption():
     assert gpu_hours(1.0)["H100"] < gpu_hours(1.0)["A100"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["parallel", "slurm_local"])
 def test_runs_that_start_from_mnli_are_launched_after_it_finishes(tmp_path, glue_dir, launcher):
     # Side by side (joblib) or as one job array (submitit), RTE would start before MNLI finished and fail for

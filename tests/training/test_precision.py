@@ -50,6 +50,7 @@ def test_the_trainer_computes_the_attention_projections_in_the_precision_asked_f
     assert query.weight.dtype == torch.float32  # autocast: the weights (and AdamW's state) stay fp32
 
 
+@pytest.mark.slow
 def test_lora_repro_train_in_bf16_and_fp32_are_two_runs_with_different_numbers(tmp_path):
     glue_dir = write_tiny_glue(tmp_path / "glue")
     losses = {}

@@ -18,6 +18,8 @@ from tests.conftest import write_tiny_glue
 ARGS = ["model=tiny_bert", "task=sst2", "method=lora", "train.batch_size=8", "train.max_seq_length=32",
         "train.epochs=3"]
 
+pytestmark = pytest.mark.slow  # minutes: see `make test` and `make test-all`
+
 
 def start(root: Path, glue_dir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "lora_repro", "train", *ARGS, f"paths.root={root}",

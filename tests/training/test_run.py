@@ -12,7 +12,8 @@ import torch
 from omegaconf import DictConfig, open_dict
 from safetensors.torch import load_file
 
-from lora_repro.records.record import RUNNING, is_completed, read_record, write_json
+from lora_repro.records.record import completed_record, read_record, write_record
+from lora_repro.records.schema import RunningRecord
 from lora_repro.training.evaluate import evaluate
 from lora_repro.training.run import run
 from tests.conftest import ARCHITECTURES, compose_config, run_dir_for, tiny_model_cfg
@@ -52,17 +53,17 @@ def test_every_method_trains_on_every_architecture(tmp_path, glue_dir, architect
     score = run(cfg)
     run_dir = run_dir_for(cfg)
     record = read_record(run_dir)
-    info = record["train_info"]
-    assert record["status"] == "completed" and record["config_hash"] in run_dir.name
-    assert info["best"]["value"] == score and 0 <= score <= 1
-    assert [e["epoch"] for e in info["epochs"]] == [1]
-    assert 0 < info["params"]["method"] <= info["params"]["trainable"] <= info["params"]["total"]
-    assert info["train_seconds"] > 0 and info["peak_memory_bytes"] > 0
-    assert record["meta_info"]["packages"]["torch"] and record["run_info"]["config"]["seed"] == cfg.seed
+    info = record.train_info
+    assert record.status == "completed" and record.config_hash in run_dir.name
+    assert info.best.value == score and 0 <= score <= 1
+    assert [e["epoch"] for e in info.epochs] == [1]
+    assert 0 < info.params.method <= info.params.trainable <= info.params.total
+    assert info.train_seconds > 0 and info.peak_memory_bytes > 0
+    assert record.meta_info["packages"]["torch"] and record.run_info.config["seed"] == cfg.seed
     predictions = pd.read_csv(run_dir / "predictions_dev.csv")
     assert len(predictions) == 24 and list(predictions.columns[:3]) == ["idx", "label", "prediction"]
-    weights = load_file(str(run_dir / record["artifacts"]["weights"]))
-    assert sum(t.numel() for t in weights.values()) == info["params"]["trainable"]
+    weights = load_file(str(run_dir / record.artifacts.weights))
+    assert sum(t.numel() for t in weights.values()) == info.params.trainable
 
 
 def test_headline_metric_and_predictions_per_task(tmp_path, glue_dir):
@@ -72,23 +73,23 @@ def test_headline_metric_and_predictions_per_task(tmp_path, glue_dir):
         cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=[f"task={task}"])
         run(cfg)
         record = read_record(run_dir_for(cfg))
-        assert record["train_info"]["headline_metric"] == headline
-        assert set(record["artifacts"]["predictions"]) == set(splits)
+        assert record.train_info.headline_metric == headline
+        assert set(record.artifacts.predictions) == set(splits)
         if task == "mrpc":
-            assert "dev/f1" in record["train_info"]["final"]["metrics"]
+            assert "dev/f1" in record.train_info.final.metrics
         if task == "mnli":
-            assert "mismatched/accuracy" in record["train_info"]["final"]["metrics"]
+            assert "mismatched/accuracy" in record.train_info.final.metrics
 
 
 def test_reloaded_run_reproduces_recorded_metrics(tmp_path, glue_dir):
     cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=["method=lora", "train.epochs=2"])
     run(cfg)
     record = read_record(run_dir_for(cfg))
-    assert [e["epoch"] for e in record["train_info"]["epochs"]] == [1, 2]
+    assert [e["epoch"] for e in record.train_info.epochs] == [1, 2]
     # The tiny model is not a conf file: the record's resolved config is all a reload needs.
     metrics = evaluate(run_dir_for(cfg))
-    assert metrics["dev/accuracy"] == pytest.approx(record["train_info"]["final"]["metrics"]["dev/accuracy"])
-    assert metrics["dev/loss"] == pytest.approx(record["train_info"]["final"]["metrics"]["dev/loss"], rel=1e-4)
+    assert metrics["dev/accuracy"] == pytest.approx(record.train_info.final.metrics["dev/accuracy"])
+    assert metrics["dev/loss"] == pytest.approx(record.train_info.final.metrics["dev/loss"], rel=1e-4)
 
 
 def test_the_best_epochs_weights_are_kept_and_reload_to_its_metrics(tmp_path, glue_dir):
@@ -96,10 +97,10 @@ def test_the_best_epochs_weights_are_kept_and_reload_to_its_metrics(tmp_path, gl
     # names as the best epoch's must give exactly that epoch's dev metrics (the loss tells epochs apart).
     cfg = tiny_run_cfg(tmp_path, glue_dir, overrides=["method=lora", "train.epochs=4", "train.learning_rate=5e-2"])
     run(cfg)
-    info = read_record(run_dir_for(cfg))["train_info"]
+    info = read_record(run_dir_for(cfg)).train_info
     best = evaluate(run_dir_for(cfg), best=True)
-    assert best["dev/loss"] == pytest.approx(info["best"]["metrics"]["dev/loss"], rel=1e-4)
-    assert best["dev/accuracy"] == pytest.approx(info["best"]["value"])
+    assert best["dev/loss"] == pytest.approx(info.best.metrics["dev/loss"], rel=1e-4)
+    assert best["dev/accuracy"] == pytest.approx(info.best.value)
 
 
 def test_completed_run_is_skipped_and_running_one_is_redone(tmp_path, glue_dir, monkeypatch):
@@ -113,11 +114,11 @@ def test_completed_run_is_skipped_and_running_one_is_redone(tmp_path, glue_dir, 
 
     monkeypatch.undo()
     record = read_record(run_dir)
-    record["status"] = RUNNING  # as a run killed mid-training leaves it
-    write_json(run_dir / "record.json", record)
-    assert not is_completed(run_dir)
+    # As a run killed mid-training leaves it.
+    write_record(run_dir, RunningRecord(config_hash=record.config_hash, run_info=record.run_info))
+    assert not completed_record(run_dir)
     run(cfg)
-    assert is_completed(run_dir)
+    assert completed_record(run_dir)
 
 
 def test_force_reruns_a_completed_run_in_its_own_folder(tmp_path, glue_dir):
@@ -128,7 +129,7 @@ def test_force_reruns_a_completed_run_in_its_own_folder(tmp_path, glue_dir):
     assert run_dir_for(forced) == run_dir_for(cfg)  # the flag is not part of the run's identity
     run(forced)
     after = (run_dir_for(cfg) / "record.json").stat()
-    assert after.st_mtime_ns > before.st_mtime_ns and is_completed(run_dir_for(cfg))
+    assert after.st_mtime_ns > before.st_mtime_ns and completed_record(run_dir_for(cfg))
 
 
 def test_interrupted_run_is_marked_failed_not_completed(tmp_path, glue_dir, monkeypatch):
@@ -141,7 +142,7 @@ def test_interrupted_run_is_marked_failed_not_completed(tmp_path, glue_dir, monk
     with pytest.raises(KeyboardInterrupt):
         run(cfg)
     record = read_record(run_dir_for(cfg))
-    assert record["status"] == "failed" and "KeyboardInterrupt" in record["train_info"]["error"]
+    assert record.status == "failed" and "KeyboardInterrupt" in record.train_info.error
     assert not (run_dir_for(cfg) / "trained_weights.safetensors").exists()
 
 
@@ -188,6 +189,7 @@ def test_config_hash_ignores_paths_and_logger_but_not_hyperparameters(tmp_path, 
     assert run_dir_for(base).name != run_dir_for(other_seed).name
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("GLUE_DIR"), reason="needs GLUE_DIR with the real GLUE files")
 def test_real_minilm_lora_sst2_beats_the_majority_class(tmp_path):
     """The issue's bar: 2,000 real SST-2 examples, one epoch, >= 70% on the real 872-example dev set."""
@@ -195,7 +197,7 @@ def test_real_minilm_lora_sst2_beats_the_majority_class(tmp_path):
     assert (cfg.model.name, cfg.method.name) == ("minilm", "lora")  # the defaults
     accuracy = run(cfg)
     record = read_record(run_dir_for(cfg))
-    assert record["train_info"]["eval_examples"] == {"dev": 872}
+    assert record.train_info.eval_examples == {"dev": 872}
     assert accuracy >= 0.70, f"dev accuracy {accuracy:.3f} (majority class: 0.509)"
     assert json.loads((run_dir_for(cfg) / "record.json").read_text())["status"] == "completed"
 

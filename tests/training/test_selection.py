@@ -24,12 +24,12 @@ def test_the_reported_epoch_never_reads_the_report_split():
                                        "metrics": {"select/accuracy": s, "dev/accuracy": r}}
                                       for e, (s, r) in enumerate(zip(select, report, strict=True))])
         summary = summarize(log, "dev/accuracy", "select/accuracy")
-        assert summary["best"]["epoch"] == int(np.argmax(select)) + 1
-        assert summary["best"]["value"] == report[np.argmax(select)]  # reported on the report split
-        assert summary["report_best"]["epoch"] == int(np.argmax(report)) + 1  # the paper's view, shown beside
+        assert summary["best"].epoch == int(np.argmax(select)) + 1
+        assert summary["best"].value == report[np.argmax(select)]  # reported on the report split
+        assert summary["report_best"].epoch == int(np.argmax(report)) + 1  # the paper's view, shown beside
         for epoch in log.epochs:  # any other report numbers: the same choice
             epoch["metrics"]["dev/accuracy"] = rng.random()
-        assert summarize(log, "dev/accuracy", "select/accuracy")["best"]["epoch"] == summary["best"]["epoch"]
+        assert summarize(log, "dev/accuracy", "select/accuracy")["best"].epoch == summary["best"].epoch
 
 
 def test_the_learning_rate_search_never_reads_the_report_split():
