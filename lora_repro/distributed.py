@@ -33,10 +33,19 @@ def from_main(value: T) -> T:
     """
     if world_size() == 1:
         return value
+    from datetime import timedelta
+
+    import torch
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
+    from transformers import TrainingArguments
 
-    PartialState()  # joins the process group torchrun set up (the Trainer would, a moment later)
+    # Joins the process group torchrun set up, as the Trainer's arguments would a moment later and with theirs
+    # (accelerate keeps the first settings): gloo on the CPU, else the GPU backend with the Trainer's timeout.
+    if torch.cuda.is_available():
+        PartialState(timeout=timedelta(seconds=TrainingArguments.__dataclass_fields__["ddp_timeout"].default))
+    else:
+        PartialState(cpu=True)
     box = [value]
     broadcast_object_list(box, from_process=0)
     return box[0]
