@@ -6,10 +6,13 @@ Every process of a launch trains; only the main one writes run records and artif
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 from lora_repro.errors import UserError
 
-__all__ = ["check_one_process_per_gpu", "is_main_process", "world_size"]
+T = TypeVar("T")
+
+__all__ = ["check_one_process_per_gpu", "from_main", "is_main_process", "world_size"]
 
 
 def world_size() -> int:
@@ -20,6 +23,32 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """True in the one process that writes records and artifacts (rank 0, or the only process)."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def from_main(value: T) -> T:
+    """The main process's `value`, in every process of a distributed launch (`value` itself in a single one).
+
+    Only the main process takes a run's lock and copies reused runs; what it decides (skip, or train) must be
+    every process's decision, or the others would wait in the process group for a rank that left.
+    """
+    if world_size() == 1:
+        return value
+    from datetime import timedelta
+
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+    from transformers import TrainingArguments
+
+    # Joins the process group torchrun set up, as the Trainer's arguments would a moment later and with theirs
+    # (accelerate keeps the first settings): gloo on the CPU, else the GPU backend with the Trainer's timeout.
+    if torch.cuda.is_available():
+        PartialState(timeout=timedelta(seconds=TrainingArguments.__dataclass_fields__["ddp_timeout"].default))
+    else:
+        PartialState(cpu=True)
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 def check_one_process_per_gpu() -> None:

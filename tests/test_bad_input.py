@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from lora_repro.errors import UserError
+from lora_repro.models import build_model
 from lora_repro.training.run import run
-from tests.conftest import compose_config
+from tests.conftest import compose_config, tiny_model_cfg
 
 BAD_SETTINGS = [
     (["method.r=0"], "r must be > 0, got 0"),
@@ -250,3 +252,30 @@ def test_two_copies_of_a_sweep_started_together_keep_their_own_summaries(tmp_pat
     trained = [int(re.search(r"sweep done: (\d+) trained", out).group(1)) for out, _ in outputs]
     assert sum(trained) == 2 and len(runs_written(tmp_path)) == 2  # each run trained once, and counted once
     assert len(list((tmp_path / "experiments" / "logs" / "multirun").glob("*/*"))) == 2  # a folder per copy
+
+
+@pytest.mark.slow
+def test_a_data_file_edited_without_changing_size_or_mtime_trains_on_the_edit(tmp_path, glue_dir):
+    args = ["train", "model=tiny_bert", "task=stsb", "train.max_seq_length=32", "train.batch_size=8"]
+    assert cli(args, tmp_path, glue_dir).returncode == 0
+    dev = glue_dir / "STS-B" / "dev.tsv"
+    stat, text = dev.stat(), dev.read_text()
+    edited = text.replace("\t0.000\n", "\t0.123\n", 1)
+    assert edited != text and len(edited) == len(text)
+    dev.write_text(edited)
+    os.utime(dev, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `touch -r`, or a copy that keeps times, leaves it
+    assert cli(args, tmp_path, glue_dir).returncode == 0
+    # New data, new identity: a second run, whose predictions file has the edited label.
+    files = (tmp_path / "experiments" / "runs").rglob("predictions_*.csv")
+    labels = {round(float(line.split(",")[1]), 3) for file in files for line in file.read_text().splitlines()[1:]}
+    assert len(runs_written(tmp_path)) == 2 and 0.123 in labels
+
+
+def test_a_pickle_only_backbone_is_refused_before_anything_is_written(tmp_path, glue_dir):
+    folder = tmp_path / "glue_data" / "pickled"  # under glue_data: the test's no-file check skips it
+    model = build_model(tiny_model_cfg("bert"), 2, device="cpu")
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    result = cli(["train", "model=tiny_bert", "task=rte", f"model.pretrained={folder}"], tmp_path, glue_dir)
+    assert result.returncode == 2 and "no safetensors weights" in result.stderr, result.stderr[-2000:]
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and "glue_data" not in p.parts] == []

@@ -118,29 +118,12 @@ def headline(records: pd.DataFrame) -> dict[str, str]:
     return {task: m[0].partition("/")[2] for task, m in names.items()}
 
 
-def task_predictions(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Each run's dev predictions (read once), keyed by file."""
-    return {file: load_predictions(file) for file in runs["predictions"]}
-
-
-def dev_labels(predictions: dict[str, pd.DataFrame]) -> np.ndarray:
-    """The dev labels of one task, checked to be the same (same rows, same order) in every run."""
-    labels = None
-    for file, frame in predictions.items():
-        these = frame["label"].to_numpy()
-        if labels is not None and not np.array_equal(labels, these):
-            raise UserError(f"{file} holds other dev rows than the task's other runs; the runs do not share a "
-                            "dev set and cannot be compared example by example")
-        labels = these
-    return labels
-
-
 def trivial_baseline(records: pd.DataFrame) -> pd.DataFrame:
     """The best constant prediction on each task's dev set, scored with the task's own metrics.
 
     Majority class for classification (accuracy = its share; MCC 0), the mean score for regression
-    (Pearson 0): what a model that learned nothing about the inputs gets. Computed from the dev labels the
-    runs saved, so no data folder is needed.
+    (Pearson 0): what a model that learned nothing about the inputs gets. Computed from the report split's
+    labels the runs saved (checked to be the same rows in every run), so no data folder is needed.
 
     Returns:
         One row per task: task, metric (the headline metric's name) and value (0-1 scale).
@@ -148,7 +131,8 @@ def trivial_baseline(records: pd.DataFrame) -> pd.DataFrame:
     done = records[(records["status"] == COMPLETED) & records["predictions"].notna()]
     rows = []
     for task, metric in headline(done).items():
-        labels = dev_labels(task_predictions(done[done["task"] == task]))
+        runs = done[done["task"] == task]
+        _, labels, _ = same_labels([run_predictions(row) for _, row in runs.iterrows()], list(runs["path"]))
         regression = labels.dtype.kind == "f" and not np.all(labels == labels.round())
         constant = np.full_like(labels, labels.mean() if regression else np.bincount(labels).argmax())
         rows.append({"task": task, "metric": metric, "value": compute_metrics([metric], constant, labels)[metric]})

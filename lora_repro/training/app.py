@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lora_repro.config import CONF_DIR
+from lora_repro.distributed import from_main
 from lora_repro.errors import EXIT_USER_ERROR, UserError
 from lora_repro.records.identity import RunId, run_config
 from lora_repro.records.record import completed_value
@@ -72,7 +73,7 @@ def train(cfg: DictConfig) -> float:
     try:
         cfg = run_config(cfg)
         run_id = RunId.of(cfg)  # computed once, passed on
-        done = None if cfg.train.force else completed_value(run_id, cfg.paths.reuse_runs_dirs)
+        done = from_main(None if cfg.train.force else completed_value(run_id, cfg.paths.reuse_runs_dirs))
         if done is not None:  # resume without paying for transformers imports
             print(f"skipping {run_id.run_dir}: already completed with this config (train.force=true reruns it)")
             if sweep:

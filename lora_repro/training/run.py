@@ -25,7 +25,7 @@ from transformers import set_seed
 from lora_repro.config import CONF_DIR
 from lora_repro.data.glue import GlueData, build_datasets
 from lora_repro.data.tasks import MAX_SEED, SELECT, check_subset_sizes, num_labels, selection_metric
-from lora_repro.distributed import check_one_process_per_gpu, is_main_process
+from lora_repro.distributed import check_one_process_per_gpu, from_main, is_main_process
 from lora_repro.errors import UserError, check_known, choose
 from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
 from lora_repro.methods.lora import FACTOR_KEY
@@ -272,17 +272,17 @@ def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
         cfg = run_config(cfg)
         run_id = RunId.of(cfg)
     reuse = cfg.paths.reuse_runs_dirs
-    done = None if cfg.train.force else completed_value(run_id, reuse)
+    done = from_main(None if cfg.train.force else completed_value(run_id, reuse))
     if done is not None:
         log.info("skipping %s: already completed with this config (train.force=true reruns it)", run_id.run_dir)
         return done
     check_writable(Path(cfg.paths.runs_dir), "paths.runs_dir")
     tokenizer, data, model = build(cfg)
     with claim(run_id.run_dir) as mine:
-        if not mine:  # another process (a second copy of the sweep) is training this very run
+        if not from_main(mine):  # another process (a second copy of the sweep) is training this very run
             log.info("skipping %s: another process is running it", run_id.run_dir)
             return float("nan")
-        done = None if cfg.train.force else completed_value(run_id, reuse)  # it may have finished meanwhile
+        done = from_main(None if cfg.train.force else completed_value(run_id, reuse))  # it may have finished
         if done is not None:
             return done
         record = RunRecord.start(cfg, run_id, device_name()) if is_main_process() else None

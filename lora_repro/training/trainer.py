@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lora_repro.data.glue import GlueData
@@ -145,6 +146,34 @@ class GlueTrainer(Trainer):
     def _get_eval_sampler(self, eval_dataset):  # noqa: D102 (Trainer hook)
         # Under DDP, accelerate shards this sampler's batches and gathers them back in order.
         return None if eval_dataset is None else SequentialSampler(eval_dataset)
+
+    def _get_train_sampler(self, train_dataset=None):  # noqa: D102 (Trainer hook)
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler) and self.args.world_size > 1:
+            return SharedLengthGroupedSampler(sampler.batch_size, sampler.lengths, self.args.seed)
+        return sampler
+
+
+class SharedLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order drawn from (seed, epoch) alone, so every process of a distributed run draws the same.
+
+    transformers' sampler draws from the global RNG, which each process advances differently once training has
+    started (dropout, for one): from epoch 2 the processes' orders differ, and accelerate's shards of them
+    repeat some examples and skip others. Single-process runs keep transformers' sampler, so their records
+    (and the identities that name them) still reproduce; a resumed run gets its epoch's order from `set_epoch`.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the Trainer (through accelerate) before each epoch."""
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 @dataclass

@@ -6,6 +6,7 @@ CPU with the gloo backend. Dropout is off so that the runs can be compared numbe
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -113,3 +114,21 @@ def test_submitit_tasks_get_their_own_gpu_before_cuda_starts(monkeypatch, slurm_
         monkeypatch.setenv("SLURM_GPUS_ON_NODE", slurm_gpus)
     app.join_submitit_tasks()
     assert exported == [expected]
+
+
+def test_when_another_process_holds_the_run_every_rank_skips_it(tmp_path):
+    # Rank 0 alone takes a run's lock; before the ranks agreed on its answer, rank 1 went on to train and waited
+    # for rank 0 in the process group until the 30-minute timeout.
+    from tests.conftest import write_tiny_glue
+
+    glue_dir = write_tiny_glue(tmp_path / "glue", n_train=32, n_dev=16)
+    run_dir = launch(tmp_path / "root", glue_dir, [sys.executable])
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519"]
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "OMP_NUM_THREADS": "1"}
+    with open(run_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a second copy of the sweep, training this run right now
+        result = subprocess.run([*torchrun, "-m", "lora_repro", "train", *ARGS, "train.force=true",
+                                 f"paths.root={tmp_path / 'root'}", f"hydra.run.dir={tmp_path}/hydra"],
+                                env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "another process is running it" in result.stderr + result.stdout
