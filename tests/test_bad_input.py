@@ -54,6 +54,10 @@ BAD_SETTINGS = [
 ]
 
 
+# A run of seconds: the tiny BERT on the tiny RTE files.
+TINY_RTE = ["model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
+
+
 def runs_written(root: Path) -> list[Path]:
     return list((root / "experiments" / "runs").rglob("record.json"))
 
@@ -169,7 +173,7 @@ def test_help_and_cfg_job_work_as_in_hydra(tmp_path, glue_dir):
 
 @pytest.mark.slow
 def test_train_force_reruns_a_completed_run_from_the_command_line(tmp_path, glue_dir):
-    args = ["train", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
+    args = ["train", *TINY_RTE]
     assert cli(args, tmp_path, glue_dir).returncode == 0
     (record,) = runs_written(tmp_path)
     first = json.loads(record.read_text())["run_info"]["started_at"]
@@ -213,7 +217,7 @@ def test_an_unreachable_hub_fails_at_once_without_offline_mode_set(tmp_path, glu
 
 @pytest.mark.slow
 def test_eval_of_a_moved_run_writes_nothing_where_it_was_trained(tmp_path, glue_dir):
-    args = ["model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
+    args = TINY_RTE
     assert cli(["train", *args], tmp_path / "trained", glue_dir).returncode == 0
     moved = shutil.move(tmp_path / "trained", tmp_path / "moved")
     (run_dir,) = [f.parent for f in Path(moved).rglob("record.json")]
@@ -231,7 +235,7 @@ def test_eval_of_a_moved_run_writes_nothing_where_it_was_trained(tmp_path, glue_
 
 @pytest.mark.slow
 def test_a_temporary_file_left_by_a_killed_write_goes_with_the_next_run(tmp_path, glue_dir):
-    args = ["train", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8"]
+    args = ["train", *TINY_RTE]
     assert cli(args, tmp_path, glue_dir).returncode == 0
     (record,) = runs_written(tmp_path)
     leftover = record.parent / ".record.json.0123456789abcdef.tmp"  # as a SIGKILL inside `atomic_write` leaves it
