@@ -19,7 +19,7 @@ import sys
 from importlib import metadata
 
 from lora_repro.config import group_choices
-from lora_repro.errors import EXIT_USER_ERROR, UserError, choose
+from lora_repro.errors import EXIT_USER_ERROR, UserError, choose, user_error_in
 
 # Config groups whose choice is a file name: checked before Hydra starts, so that a typo gets the
 # list of valid names and exit status 2 instead of Hydra's composition traceback.
@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [f"lora-repro {command}", *rest]
     try:
         entry()
-    except UserError as err:  # every command reports bad input the same way
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:  # every command reports bad input the same way, also from inside a resolver
+        if (user_error := user_error_in(err)) is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
 

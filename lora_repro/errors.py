@@ -24,6 +24,21 @@ class Unavailable(UserError):
     """
 
 
+def user_error_in(err: BaseException) -> UserError | None:
+    """The `UserError` that `err` is or wraps, else None.
+
+    OmegaConf re-raises a resolver's error as its own, with the original as the context: an unknown `recipe=`
+    surfaces this way.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def choose(kind: str, value: str, choices: Iterable[str]) -> str:
     """Return `value` if it is one of `choices`, else raise a `UserError` listing them."""
     valid = sorted(choices)

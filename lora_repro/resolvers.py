@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.errors import UserError
 from lora_repro.paper import paper_hparam
@@ -36,6 +36,15 @@ def rank_for_budget(budget_params: int | None, budget_rank: int, layers: int, hi
     return int(rank)
 
 
+def recipe_hparam(model: str, task: str, key: str, *, _root_: DictConfig) -> object:
+    """`paper_hparam` on the side of the config's `recipe` (`reproduced` where the config sets none).
+
+    The recipe decides which side of a documented paper-vs-scripts disagreement a run takes
+    (lora_repro/paper/paper_vs_scripts.csv).
+    """
+    return paper_hparam(model, task, key, OmegaConf.select(_root_, "recipe", default="reproduced"))
+
+
 def lora_only(method: str, paper_value: object, method_default: object) -> object:
     """`paper_value` for LoRA runs, `method_default` for every other method.
 
@@ -55,7 +64,7 @@ def process_id() -> int:
     return os.getpid()
 
 
-RESOLVERS = {"rank_for_budget": rank_for_budget, "paper_hparam": paper_hparam,
+RESOLVERS = {"rank_for_budget": rank_for_budget, "paper_hparam": recipe_hparam,
              "lora_only": lora_only, "mul": multiply}
 # Cached, like Hydra's `now`: the value resolved in the launching process goes with the config to every job.
 CACHED_RESOLVERS = {"pid": process_id}

@@ -122,6 +122,10 @@ def cli(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProc
     (["plan", "model=tiny_bert", "task=rte", "train.epochs=-1"], "train.epochs must be >= 1"),
     (["plan", "model=tiny_bert", "task=rte", "train.learning_rate=abc"], "train.learning_rate must be a finite"),
     (["plan", "model=tiny_bert", "task=rte", "train.precision=fp8"], "unknown train.precision 'fp8'"),
+    (["plan", "experiment=table2_roberta_base", "task=rte", "method=lora_paper", "seed=0", "recipe=papers"],
+     "unknown recipe=papers; choose one of: reproduced, scripts, paper"),
+    (["train", "experiment=table2_roberta_base", "task=rte", "method=lora_paper", "recipe=papers"],
+     "unknown recipe=papers"),
 ])
 def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message):
     result = cli(args, tmp_path, glue_dir)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -43,3 +48,22 @@ def test_dagger_adapter_rows_follow_the_official_adapter_scripts():
     assert (adapter.train.epochs, adapter.train.batch_size) == (5, 256)
     lora = job("experiment=table2_roberta_large_houlsby", "task=mnli", "method=lora_paper")
     assert (lora.train.learning_rate, lora.train.batch_size, lora.train.init_from) == (3e-4, 32, None)
+
+
+def planned(*overrides: str) -> str:
+    """What `lora-repro plan` prints for one RoBERTa-large CoLA LoRA run."""
+    result = subprocess.run([sys.executable, "-m", "lora_repro.cli", "plan", "experiment=table2_roberta_large",
+                             "task=cola", "method=lora_paper", "seed=0", *overrides], capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_where_the_paper_and_its_scripts_disagree_the_recipe_picks_a_side_through_the_cli():
+    # microsoft/LoRA#149: roberta_large_cola.sh's 3e-4 left CoLA at MCC 0; the appendix's 2e-4 learned.
+    assert re.search(r"cola roberta_large\s+lora r=8 alpha=16 .* 0\.0002 ", planned())
+    assert re.search(r" 0\.0003 ", planned("recipe=scripts"))
+    assert re.search(r"r=8 alpha=8 .* 0\.0002 ", planned("recipe=paper"))
+    deberta = job("experiment=table2_deberta_xxl", "task=cola", "method=lora_paper", "recipe=paper")
+    assert (deberta.method.r, deberta.method.alpha, deberta.train.learning_rate) == (8, 8, 1.3e-4)
+    assert (job("experiment=table2_deberta_xxl", "task=cola", "method=lora_paper").method.r) == 16

@@ -13,7 +13,7 @@ import pandas as pd
 
 from lora_repro.config import compose_config
 from lora_repro.errors import UserError
-from lora_repro.paper import RECIPE_DIFFERENCES
+from lora_repro.paper import RECIPE_DIFFERENCES, recipe_disagreements
 from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS
 from lora_repro.records.schema import COMPLETED
 from lora_repro.records.store import method_label
@@ -81,10 +81,33 @@ def table2_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int
     if paper_models:
         sections += params_report(paper_models).sections
         differences = [f"{model}: {text}" for model in paper_models for text in RECIPE_DIFFERENCES.get(model, [])]
+        differences += recipe_sides(records, paper_models)
         if differences:
             sections.append(Section("Where these runs differ from the official scripts", None, differences))
     figures = {"table2_avg_vs_params": params_figure(tidy[tidy["task"] == AVG])}
     return Report("table2", "Table 2: GLUE dev results by method", sections, tidy, figures)
+
+
+# The record column that holds each field of paper_vs_scripts.csv.
+RECIPE_FIELD_COLUMNS = {"learning_rate": "train.learning_rate", "lora_r": "method.r", "lora_alpha": "method.alpha"}
+
+
+def recipe_sides(records: pd.DataFrame, models: Sequence[str]) -> list[str]:
+    """For each documented paper-vs-scripts disagreement, the value these LoRA runs trained with."""
+    lines = []
+    for row in recipe_disagreements().itertuples():
+        runs = records[(records["model"] == row.model) & (records["method"] == "lora")]
+        runs = runs if row.task == "*" else runs[runs["task"] == row.task]
+        if row.model not in models or runs.empty:
+            continue
+        used = sorted({float(value) for value in runs[RECIPE_FIELD_COLUMNS[row.field]]})
+        side = ("the appendix's" if used == [float(row.paper)] else "the scripts'" if used == [float(row.scripts)]
+                else "other values:")
+        tasks = "every task" if row.task == "*" else row.task
+        lines.append(f"{row.model}, {tasks}: {row.field} is {row.scripts} in the scripts and {row.paper} in the "
+                     f"paper's appendix; these LoRA runs use {side} {', '.join(f'{v:g}' for v in used)} "
+                     f"(`recipe=scripts|paper` picks one side; evidence: {row.source}).")
+    return lines
 
 
 def sweep_report(number: int, records: pd.DataFrame, seeds: int) -> Report:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from lora_repro.config import CONF_DIR
 from lora_repro.distributed import from_main
-from lora_repro.errors import EXIT_USER_ERROR, UserError
+from lora_repro.errors import EXIT_USER_ERROR, user_error_in
 from lora_repro.records.identity import RunId, run_config
 from lora_repro.records.record import completed_value
 from lora_repro.training.sweep_summary import FAILED_SWEEPS, write_outcome
@@ -85,11 +85,12 @@ def train(cfg: DictConfig) -> float:
     except Exception as err:
         if sweep:
             log.error("run failed: %s: %s", type(err).__name__, err)
-            write_outcome("failed", f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err))
+            user_error = user_error_in(err)
+            write_outcome("failed", str(user_error) if user_error else f"{type(err).__name__}: {err}")
             return math.nan
-        if isinstance(err, UserError):
+        if (user_error := user_error_in(err)) is not None:
             discard_hydra_output()
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {user_error}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         raise
     if sweep:

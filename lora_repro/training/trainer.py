@@ -68,6 +68,11 @@ class BatchPlan:
     def global_batch(self) -> int:
         return self.processes * self.per_device * self.accumulation
 
+    @property
+    def split(self) -> bool:
+        """Whether an optimizer step's batch is spread over several micro-batches (processes or accumulation)."""
+        return self.processes > 1 or self.accumulation > 1
+
 
 def batch_plan(global_batch: int, per_device: int | None) -> BatchPlan:
     """Split `train.batch_size` (the global batch) over the processes, accumulating gradients if needed.
@@ -117,9 +122,9 @@ def training_arguments(cfg: DictConfig, output_dir: Path) -> TrainingArguments:
         report_to=cfg.logger.report_to,
         run_name=run_name(cfg),
         seed=cfg.seed,
-        # A sequence-classification loss is a mean over examples already; averaging over tokens across
-        # devices (the default) would multiply the loss, and so the clipped gradient, by the world size.
-        average_tokens_across_devices=False,
+        # A split step counts its examples over every micro-batch and process (`example_mean_loss`), so each
+        # example weighs the same as in one process's unsplit batch; an unsplit step keeps the model's own mean.
+        average_tokens_across_devices=batch.split,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),  # lets accelerate run a torchrun launch as CPU DDP (gloo)
         disable_tqdm=not sys.stderr.isatty(),
@@ -133,15 +138,20 @@ class GlueTrainer(Trainer):
     * The models' forward takes `**kwargs`, so the Trainer assumes their loss is normalised by the token
       count of the whole accumulated batch and skips dividing it by the accumulation steps. A
       sequence-classification loss is a mean over the micro-batch: without the division, gradient
-      accumulation over k steps would multiply the gradient by k.
+      accumulation over k steps would multiply the gradient by k. (A split step uses `example_mean_loss`.)
     * With `train_sampling_strategy="group_by_length"`, transformers 5 also length-groups the *evaluation*
       sampler; the metrics stay right (labels travel with the batches) but the saved predictions would no
       longer line up with the dev rows. Length grouping only pays during training.
+    * In a distributed run, every process draws one order and the last batches are filled with a masked row
+      (`SharedOrderSampler`), so each example trains once per epoch, as in one process.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, train_dataset=None, **kwargs):
+        super().__init__(*args, train_dataset=train_dataset, **kwargs)
         self.model_accepts_loss_kwargs = False
+        self.train_rows = len(train_dataset) if train_dataset is not None else 0
+        if self.args.world_size > 1 and train_dataset is not None:
+            self.train_dataset = with_masked_row(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):  # noqa: D102 (Trainer hook)
         # Under DDP, accelerate shards this sampler's batches and gathers them back in order.
@@ -149,31 +159,58 @@ class GlueTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):  # noqa: D102 (Trainer hook)
         sampler = super()._get_train_sampler(train_dataset)
-        if isinstance(sampler, LengthGroupedSampler) and self.args.world_size > 1:
-            return SharedLengthGroupedSampler(sampler.batch_size, sampler.lengths, self.args.seed)
-        return sampler
+        if self.args.world_size == 1:
+            return sampler
+        grouped = isinstance(sampler, LengthGroupedSampler)
+        return SharedOrderSampler(self.train_rows, self.args.per_device_train_batch_size * self.args.world_size,
+                                  self.args.seed, lengths=sampler.lengths[:self.train_rows] if grouped else None,
+                                  group_size=sampler.batch_size if grouped else None)
 
 
-class SharedLengthGroupedSampler(LengthGroupedSampler):
-    """Length-grouped order drawn from (seed, epoch) alone, so every process of a distributed run draws the same.
+MASKED_LABEL = -100  # the label the Trainer's example count and `example_mean_loss` leave out
 
-    transformers' sampler draws from the global RNG, which each process advances differently once training has
-    started (dropout, for one): from epoch 2 the processes' orders differ, and accelerate's shards of them
-    repeat some examples and skip others. Single-process runs keep transformers' sampler, so their records
-    (and the identities that name them) still reproduce; a resumed run gets its epoch's order from `set_epoch`.
+
+def with_masked_row(dataset):
+    """`dataset` and one more row, a copy of its first with the masked label: the filler of a distributed epoch."""
+    from datasets import concatenate_datasets
+
+    filler = dataset.select([0]).map(lambda row: {"labels": MASKED_LABEL}, features=dataset.features)
+    return concatenate_datasets([dataset, filler])
+
+
+class SharedOrderSampler(torch.utils.data.Sampler):
+    """The order of a distributed epoch: drawn from (seed, epoch) alone, then filled to whole rounds of batches.
+
+    * transformers' length-grouped sampler draws from the global RNG, which each process advances differently
+      once training has started (dropout, for one): from epoch 2 the processes' orders would differ, and
+      accelerate's shards of them would repeat some examples and skip others.
+    * accelerate completes an epoch's last round of batches with examples from its start, which then count
+      twice. Here the round is completed with the masked row (index `rows`, see `with_masked_row`) instead, so
+      each example trains exactly once per epoch, each weighing as in one process (`example_mean_loss`).
+    * The random order is accelerate's seedable one (a permutation seeded with seed + epoch), so a distributed
+      run sees the batches of the single-process run with the same global batch. Single-process runs keep the
+      Trainer's samplers, so their records (and the identities that name them) still reproduce.
     """
 
-    def __init__(self, batch_size: int, lengths: list[int], seed: int):
-        super().__init__(batch_size, lengths=lengths)
-        self.seed, self.epoch = seed, 0
+    def __init__(self, rows: int, round_size: int, seed: int, lengths: list[int] | None = None,
+                 group_size: int | None = None):
+        self.rows, self.round_size, self.seed, self.epoch = rows, round_size, seed, 0
+        self.lengths, self.group_size = lengths, group_size
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by the Trainer (through accelerate) before each epoch."""
+        """Called by the Trainer (through accelerate) before each epoch; a resumed run gets its epoch's order."""
         self.epoch = epoch
 
+    def __len__(self) -> int:
+        return -(-self.rows // self.round_size) * self.round_size
+
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.lengths is None:
+            order = torch.randperm(self.rows, generator=generator).tolist()
+        else:
+            order = get_length_grouped_indices(self.lengths, self.group_size, generator=generator)
+        return iter(order + [self.rows] * (len(self) - self.rows))
 
 
 @dataclass
@@ -297,16 +334,37 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
     log = EpochLog(data=data, metric_names=list(cfg.task.metrics), chosen_by=selection_metric(cfg.task, cfg.data),
                    keep_best_weights=cfg.method.name != "full_ft" or cfg.train.save_full_model)
     configure_logger(cfg, output_dir)
+    args = training_arguments(cfg, output_dir)
     trainer = GlueTrainer(
         model=model,
-        args=training_arguments(cfg, output_dir),
+        args=args,
         train_dataset=data.train,
         eval_dataset=data.evals,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=log.compute,
         callbacks=[log],
+        compute_loss_func=example_mean_loss if args.average_tokens_across_devices else None,
     )
     return trainer, log
+
+
+def example_mean_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor) -> torch.Tensor:
+    """This micro-batch's share of the optimizer step's mean loss: its summed example losses / the step's examples.
+
+    The Trainer counts `num_items_in_batch` over every micro-batch of the step and, with
+    `average_tokens_across_devices`, over every process, and then neither divides by the accumulation steps nor
+    lets DDP's gradient average shrink the sum. So a step whose last micro-batches are short (a training set that
+    does not divide by the global batch) weighs each example as one process's unsplit batch does, not each
+    micro-batch's mean alike. The losses are the models' own: MSE for a regression head, else cross-entropy;
+    the masked filler row of a distributed epoch counts for nothing.
+    """
+    logits, real = outputs["logits"], labels.ne(MASKED_LABEL)
+    if labels.is_floating_point() and logits.shape[-1] == 1:  # STS-B
+        losses = torch.nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype), reduction="none")
+    else:
+        losses = torch.nn.functional.cross_entropy(logits, labels.long(), reduction="none",
+                                                   ignore_index=MASKED_LABEL)
+    return (losses * real).sum() / num_items_in_batch
 
 
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
