@@ -31,7 +31,7 @@ lint: ## ruff
 format: ## ruff format + fixes
 	ruff check --fix lora_repro hydra_plugins tests notebooks && ruff format lora_repro hydra_plugins tests
 
-mini: ## the paper's Table 2 comparison on MiniLM (CPU scale, 3 seeds), trivial baseline and claims -> results/mini/
+mini: ## the paper's Table 2 comparison on MiniLM (CPU scale, 5 seeds, selection/report splits), trivial baseline and claims -> results/mini/
 	$(SWEEP) experiment=mini $(ARGS)
 	$(if $(DRY_RUN),,lora-repro report mini)
 

@@ -2,6 +2,7 @@
 
     lora-repro train [Hydra overrides]     one run, or a sweep with -m (see conf/config.yaml)
     lora-repro plan  [Hydra overrides]     dry run of a sweep: the runs it would launch, done or not, cost
+    lora-repro preflight [Hydra overrides] what would fail once a sweep runs (data, models, GPUs, SLURM, disk)
     lora-repro eval  RUN_DIR               reload a run from its record and evaluate it again
     lora-repro report TABLE [options]      paper tables and figures from run records
     lora-repro bench [options]             training and inference cost per method
@@ -27,6 +28,7 @@ CHOICE_GROUPS = ("task", "method", "model", "train", "data", "logger", "experime
 COMMANDS = {
     "train": "lora_repro.training.app:main",
     "plan": "lora_repro.training.plan:plan_main",
+    "preflight": "lora_repro.training.preflight:preflight_main",
     "eval": "lora_repro.training.evaluate:main",
     "report": "lora_repro.report.cli:main",
     "bench": "lora_repro.bench.cli:main",
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     try:
         choose("command", command, COMMANDS)
-        if command in ("train", "plan"):
+        if command in ("train", "plan", "preflight"):
             check_choices(rest)
         module, func = COMMANDS[command].split(":")
         entry = getattr(importlib.import_module(module), func)

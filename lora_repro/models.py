@@ -153,6 +153,21 @@ def _label_kwargs(num_labels: int) -> dict[str, Any]:
             "problem_type": "regression" if num_labels == 1 else "single_label_classification"}
 
 
+def check_loadable(model_cfg: DictConfig) -> None:
+    """Raise the run's own `UserError` if `model_cfg`'s model could not be loaded here; reads its config only.
+
+    For `lora-repro preflight`: a hub model must be reachable or cached, a local folder must hold safetensors.
+    """
+    if model_cfg.pretrained is None:
+        return
+    _from_pretrained(AutoConfig.from_pretrained, model_cfg.pretrained, "model.pretrained",
+                     trust_remote_code=model_cfg.trust_remote_code, **_offline_kwargs(model_cfg.pretrained))
+    path = Path(resolve_source(model_cfg.pretrained))
+    if path.is_dir() and not list(path.glob("*.safetensors")):
+        raise UserError(f"model.pretrained: the folder {path} has no safetensors weights; lora-repro loads only "
+                        "safetensors. Convert it, e.g. `model.save_pretrained(folder, safe_serialization=True)`")
+
+
 def _offline_kwargs(source: str, adapter_lookup: bool = False) -> dict[str, Any]:
     """Stay off the network when offline mode is asked for or the hub cannot be reached (`hub`).
 

@@ -36,12 +36,16 @@ def sweep_jobs(params: dict, overrides: list[str]) -> list[list[str]]:
     return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(swept), max_batch_size=None)[0]
 
 
+def sweep_base(overrides: list[str]) -> DictConfig:
+    """The config every job of the sweep shares: the overrides that sweep nothing, composed with Hydra's section."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return compose_config([o for o, p in zip(overrides, parsed, strict=True) if not p.is_sweep_override()],
+                          hydra=True)
+
+
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
     """Every job's override list, in the order Hydra's basic sweeper launches them."""
-    parser = OverridesParser.create()
-    fixed = [o for o, p in zip(overrides, parser.parse_overrides(overrides), strict=True) if not p.is_sweep_override()]
-    base = compose_config(fixed, hydra=True)
-    return sweep_jobs(base.hydra.sweeper.get("params") or {}, overrides)
+    return sweep_jobs(sweep_base(overrides).hydra.sweeper.get("params") or {}, overrides)
 
 
 def compose_jobs(jobs: list[list[str]]) -> list[DictConfig]:
@@ -108,8 +112,15 @@ def estimated_flops(cfg: DictConfig, total_params: int) -> float:
     return float(total_params) * tokens * (per_token * train_n + 2 * eval_n)
 
 
-def plan(overrides: list[str]) -> pd.DataFrame:
-    """One row per run of the sweep: what it is, whether it is done, and its estimated cost."""
+# Columns of the plan that `preflight` reads and `lora-repro plan` does not print.
+UNPRINTED_COLUMNS = ("run_dir", "trainable_params", "unavailable", "config")
+
+
+def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
+    """One row per run of the sweep: what it is, whether it is done, and its estimated cost.
+
+    A run this machine cannot run is still planned, with its reason in `unavailable` (logged once if `warn`).
+    """
     rows, counted, warned = [], {}, set()
     for cfg in compose_jobs(expand_sweep(overrides)):
         check_settings(cfg)  # a bad value stops the plan as it would stop the run
@@ -123,16 +134,19 @@ def plan(overrides: list[str]) -> pd.DataFrame:
             precision = resolved.train.precision
         except Unavailable as err:
             # Its data is not here, or this machine cannot run it (fp16 without a GPU): still worth planning.
-            run_dir, status, precision = None, "unavailable here", cfg.train.precision
-            if str(err) not in warned:
-                warned.add(str(err))
+            run_dir, status, precision, unavailable = None, "unavailable here", cfg.train.precision, str(err)
+            if warn and unavailable not in warned:
+                warned.add(unavailable)
                 log.warning("%s", err)
+        else:
+            unavailable = None
         rows.append({"task": cfg.task.name, "model": cfg.model.name, "method": cfg.method.name,
                      "method_config": " ".join(job_method_overrides(cfg)), "seed": cfg.seed,
                      "lr": cfg.train.learning_rate, "batch": cfg.train.batch_size, "epochs": cfg.train.epochs,
                      "max_len": cfg.train.max_seq_length, "precision": precision, "init_from": cfg.train.init_from,
                      "method_params": counted[key].method, "status": status,
-                     "pflops": estimated_flops(cfg, counted[key].total) / 1e15, "run_dir": str(run_dir)})
+                     "pflops": estimated_flops(cfg, counted[key].total) / 1e15, "run_dir": str(run_dir),
+                     "trainable_params": counted[key].trainable, "unavailable": unavailable, "config": cfg})
     return pd.DataFrame(rows)
 
 
@@ -161,7 +175,7 @@ def plan_main() -> None:
         raise UserError(str(err)) from None
     todo = table[~table.status.isin(["completed", "reusable"])]
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 40):
-        print(table.drop(columns=["run_dir"]).to_string(index=False))
+        print(table.drop(columns=list(UNPRINTED_COLUMNS)).to_string(index=False))
     rate = matmul_flops_per_second()
     hours = todo.pflops.sum() * 1e15 / rate / 3600
     device = "GPU" if torch.cuda.is_available() else "CPU"

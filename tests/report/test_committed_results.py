@@ -49,4 +49,4 @@ def test_the_mini_trains_with_the_rates_its_search_chose():
         pytest.skip("the learning-rate search is not finished; its best rates are provisional")
     if "Still on an edge" in report:
         pytest.skip("the search is still extending its grid where a best rate sits on its edge (make mini-lr resumes)")
-    assert "The mini uses the best rate of every method." in report
+    assert "the mini uses the best rate of every method." in report
