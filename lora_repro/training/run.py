@@ -44,6 +44,7 @@ from lora_repro.records.record import (
 )
 from lora_repro.records.schema import Artifacts, EpochValue, Failure, ParamCounts, SelectionInfo, TrainInfo
 from lora_repro.training.init_from import load_init_weights
+from lora_repro.training.preemption import Preempted
 from lora_repro.training.trainer import (
     EpochLog,
     batch_plan,
@@ -288,6 +289,8 @@ def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
         record = RunRecord.start(cfg, run_id, device_name()) if is_main_process() else None
         try:
             return train_and_record(cfg, run_id, record, tokenizer, data, model)
+        except Preempted:  # saved in a checkpoint: `running`, as a killed run, and the rerun resumes it
+            raise
         except BaseException as err:  # includes KeyboardInterrupt: the record must not stay `running`
             if record is not None:
                 record.finish(Failure(error=f"{type(err).__name__}: {err}"))

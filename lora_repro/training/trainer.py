@@ -35,6 +35,7 @@ from lora_repro.hardware import resolve_precision
 from lora_repro.methods import load_trainable_state_dict, trainable_state_dict
 from lora_repro.metrics import compute_metrics, predictions_from_logits
 from lora_repro.records.io import atomic_write
+from lora_repro.training.preemption import SaveOnSignal
 
 EPOCH_LOG_FILE, EPOCH_LOG_LOGITS = "epoch_log.json", "epoch_log_logits.npz"
 TRAINABLE_FILE, BEST_TRAINABLE_FILE = "trainable.safetensors", "best_trainable.safetensors"
@@ -213,6 +214,15 @@ class SharedOrderSampler(torch.utils.data.Sampler):
         return iter(order + [self.rows] * (len(self) - self.rows))
 
 
+def mean_over_processes(value: torch.Tensor, device: torch.device) -> float:
+    """`value` averaged over the processes of a distributed run (itself in one process); every process calls it."""
+    if world_size() == 1:
+        return float(value)
+    box = value.to(device=device, dtype=torch.float32).reshape(1)
+    torch.distributed.all_reduce(box)
+    return float(box) / world_size()
+
+
 @dataclass
 class EpochLog(TrainerCallback):
     """Collects each evaluation's metrics as `<split>/<metric>` and the logits behind them, per epoch.
@@ -232,6 +242,8 @@ class EpochLog(TrainerCallback):
     logits: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     best_weights: dict[str, torch.Tensor] | None = None
     earlier_seconds: float = 0.0  # training time of the attempts before a resume, up to their last checkpoint
+    trainer: Trainer | None = None  # set by `make_trainer`: a mid-epoch checkpoint keeps its unlogged loss
+    _unlogged: dict[str, float] | None = None  # the unlogged loss a mid-epoch checkpoint saved, until training resumes
     _pending: np.ndarray | None = None
     _train_loss: float | None = None
     _attempt_started: float = field(default_factory=time.perf_counter)
@@ -261,8 +273,18 @@ class EpochLog(TrainerCallback):
                 e["metrics"][self.chosen_by] < value for e in self.epochs[:-1]):
             self.best_weights = {n: t.detach().cpu().clone() for n, t in trainable_state_dict(kwargs["model"]).items()}
 
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
+        # Resumed mid-epoch (`SaveOnSignal`): the epoch's loss so far goes back where the Trainer sums it, so the
+        # epoch's logged mean covers all its steps. The Trainer keeps it in `_tr_loss` since the step it last logged.
+        if self._unlogged is not None and self.trainer is not None:
+            self.trainer._tr_loss += self._unlogged["loss"]
+            self.trainer._globalstep_last_logged = int(self._unlogged["since_step"])
+
     def on_save(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
         # The checkpoint folder exists now; the epochs so far go with it, so a resumed run keeps them.
+        unlogged = None if self.trainer is None else {
+            "loss": mean_over_processes(self.trainer._tr_loss.detach(), args.device),
+            "since_step": self.trainer._globalstep_last_logged}
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
             arrays = {f"{epoch}/{split}": logits for epoch, splits in self.logits.items()
@@ -274,7 +296,8 @@ class EpochLog(TrainerCallback):
             if self.best_weights is not None:
                 save_file(self.best_weights, str(folder / BEST_TRAINABLE_FILE))
             # Last and atomic: a checkpoint is complete exactly when this file is there (`last_complete_checkpoint`).
-            log = json.dumps({"epochs": self.epochs, "train_loss": self._train_loss, "seconds": self.seconds()})
+            log = json.dumps({"epochs": self.epochs, "train_loss": self._train_loss, "seconds": self.seconds(),
+                              "unlogged": unlogged})
             atomic_write(folder / EPOCH_LOG_FILE, lambda tmp: tmp.write_text(log))
 
     def seconds(self) -> float:
@@ -289,6 +312,7 @@ class EpochLog(TrainerCallback):
         saved = json.loads((checkpoint / EPOCH_LOG_FILE).read_text())
         self.epochs, self._train_loss = saved["epochs"], saved["train_loss"]
         self.earlier_seconds = saved.get("seconds", 0.0)
+        self._unlogged = saved.get("unlogged")
         with np.load(checkpoint / EPOCH_LOG_LOGITS) as arrays:
             for key in arrays.files:
                 epoch, split = key.split("/")
@@ -342,9 +366,10 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
         eval_dataset=data.evals,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=log.compute,
-        callbacks=[log],
+        callbacks=[log, SaveOnSignal()],
         compute_loss_func=example_mean_loss if args.average_tokens_across_devices else None,
     )
+    log.trainer = trainer
     return trainer, log
 
 
@@ -401,6 +426,10 @@ def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, outp
         logger.info("resuming from %s", checkpoint)
         log.restore(Path(checkpoint), model)
     output = trainer.train(resume_from_checkpoint=checkpoint)
+    preemption = next(c for c in trainer.callback_handler.callbacks if isinstance(c, SaveOnSignal))
+    if preemption.stopped:  # saved mid-epoch: requeue (SLURM) or stop; a rerun resumes from that checkpoint
+        trainer.accelerator.wait_for_everyone()
+        preemption.hand_over()
     trainer.accelerator.wait_for_everyone()
     if cfg.logger.report_to == "wandb" and is_main_process():
         import wandb

@@ -89,3 +89,27 @@ def test_a_kill_during_a_checkpoint_save_resumes_from_the_last_complete_checkpoi
     resumed = finish(start(killed, glue_dir), killed)
     assert resumed["status"] == "completed"
     assert resumed["train_info"]["epochs"] == uninterrupted["train_info"]["epochs"]
+
+
+def test_the_preemption_signal_saves_mid_epoch_and_the_rerun_gives_the_uninterrupted_result(
+        tmp_path, glue_and_uninterrupted):
+    # SLURM sends submitit's signal (USR2) before a time limit and on preemption; submitit would requeue at once.
+    glue_dir, uninterrupted = glue_and_uninterrupted
+    preempted = tmp_path / "preempted"
+    process = start(preempted, glue_dir)
+    deadline = time.monotonic() + 300
+    while not list(preempted.rglob("checkpoint-*/epoch_log.json")):  # epoch 1 is saved: signal it in epoch 2
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the signal"
+        time.sleep(0.005)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGUSR2)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGUSR2, stderr[-3000:]
+    steps = sorted(int(folder.name.rpartition("-")[2]) for folder in preempted.rglob("checkpoint-*"))
+    assert len(steps) == 2 and steps[1] % steps[0] != 0  # the end of epoch 1, then mid-epoch 2 (not lost)
+    assert json.loads(next(preempted.rglob("record.json")).read_text())["status"] == "running"
+
+    resumed = finish(start(preempted, glue_dir), preempted)
+    assert resumed["train_info"]["epochs"] == uninterrupted["train_info"]["epochs"]  # epoch 2's loss spans both
+    assert resumed["train_info"]["best"] == uninterrupted["train_info"]["best"]
+    assert resumed["train_info"]["train_loss"] == uninterrupted["train_info"]["train_loss"]
