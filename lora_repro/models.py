@@ -105,6 +105,9 @@ def load_model(model_cfg: DictConfig, num_labels: int) -> PreTrainedModel:
         model, info = _from_pretrained(
             AutoModelForSequenceClassification.from_pretrained, model_cfg.pretrained, "model.pretrained",
             trust_remote_code=model_cfg.trust_remote_code, use_safetensors=True, output_loading_info=True,
+            # fp32 master weights whatever dtype the checkpoint is stored in (transformers 5 would keep it):
+            # fp16/bf16 compute comes from autocast (train.precision), never from fp16 weights under AdamW.
+            dtype=torch.float32,
             **_label_kwargs(num_labels), **_offline_kwargs(model_cfg.pretrained, adapter_lookup=True),
             **model_cfg.config_overrides)
     finally:

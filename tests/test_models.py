@@ -103,3 +103,12 @@ def test_a_pickle_only_checkpoint_is_refused_not_unpickled(tmp_path) -> None:
         load_model(cfg, 2)
     build_model(cfg, 2, device="cpu").save_pretrained(tmp_path)  # the same model as safetensors loads
     assert load_model(cfg, 2).num_labels == 2
+
+
+def test_a_half_precision_checkpoint_trains_in_fp32_master_weights(tmp_path) -> None:
+    # transformers 5 loads a checkpoint in its stored dtype by default; fp16 weights would make AdamW update fp16.
+    cfg = tiny_model_cfg("bert")
+    build_model(cfg, 2, device="cpu").to(torch.float16).save_pretrained(tmp_path)
+    with open_dict(cfg):
+        cfg.pretrained = str(tmp_path)
+    assert {p.dtype for p in load_model(cfg, 2).parameters()} == {torch.float32}
