@@ -122,6 +122,8 @@ def cli(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProc
     (["plan", "model=tiny_bert", "task=rte", "train.epochs=-1"], "train.epochs must be >= 1"),
     (["plan", "model=tiny_bert", "task=rte", "train.learning_rate=abc"], "train.learning_rate must be a finite"),
     (["plan", "model=tiny_bert", "task=rte", "train.precision=fp8"], "unknown train.precision 'fp8'"),
+    (["train", "model=tiny_bert", "task=rte", "method=adalora", "train.per_device_batch_size=4"],
+     "method=adalora needs one process and no gradient accumulation"),
     (["plan", "experiment=table2_roberta_base", "task=rte", "method=lora_paper", "seed=0", "recipe=papers"],
      "unknown recipe=papers; choose one of: reproduced, scripts, paper"),
     (["train", "experiment=table2_roberta_base", "task=rte", "method=lora_paper", "recipe=papers"],

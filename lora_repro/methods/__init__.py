@@ -29,7 +29,7 @@ from torch import nn
 from lora_repro.errors import UserError, choose
 
 # Importing the method modules registers them.
-from lora_repro.methods import adapter, bitfit, full_ft, ia3, lora, vera  # noqa: F401
+from lora_repro.methods import adalora, adapter, bitfit, full_ft, ia3, lora, vera  # noqa: F401
 from lora_repro.methods.registry import METHODS, Method, check_int, method_names, register
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "register",
     "check_method_config",
     "trainable_state_dict",
+    "training_callbacks",
 ]
 
 # Keys of the method config group that belong to the training runner, not to the method itself.
@@ -98,6 +99,12 @@ def apply_method(model: nn.Module, method_cfg: DictConfig, model_cfg: DictConfig
     model = method.apply(model, cfg, model_cfg)
     _unfreeze_head(_inner(model), heads)
     return model
+
+
+def training_callbacks(method_cfg: DictConfig) -> list[Any]:
+    """The Trainer callbacks the method needs while it trains (AdaLoRA's rank budget); most need none."""
+    method = _method(method_cfg.name)
+    return [method.callback(_build_config(method, method_cfg))] if method.callback else []
 
 
 def count_parameters(model: nn.Module, method_cfg: DictConfig) -> ParamCounts:

@@ -26,18 +26,21 @@ class Method:
     config_cls: type
     apply: Callable[[nn.Module, Any, DictConfig], nn.Module]
     owns: Callable[[str], bool]
+    callback: Callable[[Any], Any] | None = None  # a Trainer callback the method needs while training, from its config
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, *, config: type, owns: Callable[[str], bool]) -> Callable:
+def register(name: str, *, config: type, owns: Callable[[str], bool],
+             callback: Callable[[Any], Any] | None = None) -> Callable:
     """Register the decorated `apply(model, cfg, model_cfg)` function as method `name`.
 
     Args:
         name: the method's name, as in `conf/method/<name>.yaml`.
         config: the method's config dataclass, built from the method config minus the runner's keys.
         owns: predicate on a parameter name: True if the method counts it as its own.
+        callback: from the method's config, a `TrainerCallback` it needs during training (AdaLoRA's budget).
 
     Returns:
         A decorator that records the function and returns it unchanged.
@@ -48,7 +51,7 @@ def register(name: str, *, config: type, owns: Callable[[str], bool]) -> Callabl
     def decorator(apply: Callable[[nn.Module, Any, DictConfig], nn.Module]) -> Callable:
         if name in METHODS:
             raise ValueError(f"method {name!r} is already registered")
-        METHODS[name] = Method(name, config, apply, owns)
+        METHODS[name] = Method(name, config, apply, owns, callback)
         return apply
 
     return decorator

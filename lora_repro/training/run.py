@@ -100,7 +100,10 @@ def check_settings(cfg: DictConfig) -> None:
     check_known("data", cfg.data, DATA_KEYS)
     choose("setup", cfg.setup, SETUPS)
     check_one_process_per_gpu()
-    batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
+    if batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size).split and cfg.method.name == "adalora":
+        # PEFT adds AdaLoRA's orthogonality penalty to the model's own loss, which a split step replaces.
+        raise UserError("method=adalora needs one process and no gradient accumulation: set "
+                        "train.per_device_batch_size to train.batch_size and launch one process")
 
 
 def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:

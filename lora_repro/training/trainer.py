@@ -32,7 +32,7 @@ from lora_repro.data.tasks import selection_metric
 from lora_repro.distributed import is_main_process, world_size
 from lora_repro.errors import UserError
 from lora_repro.hardware import resolve_precision
-from lora_repro.methods import load_trainable_state_dict, trainable_state_dict
+from lora_repro.methods import load_trainable_state_dict, trainable_state_dict, training_callbacks
 from lora_repro.metrics import compute_metrics, predictions_from_logits
 from lora_repro.records.io import atomic_write
 from lora_repro.training.preemption import SaveOnSignal
@@ -366,7 +366,7 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
         eval_dataset=data.evals,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=log.compute,
-        callbacks=[log, SaveOnSignal()],
+        callbacks=[log, SaveOnSignal(), *training_callbacks(cfg.method)],
         compute_loss_func=example_mean_loss if args.average_tokens_across_devices else None,
     )
     log.trainer = trainer

@@ -91,6 +91,9 @@ CASES = [
     Case("vera_ffn", ("method=vera", "method.r=8", "method.targets=[v,ffn]"),
          vector_formula(lambda d, f: 8 + d + 8 + d)),
     Case("ia3", ("method=ia3",), vector_formula(lambda d, f: 2 * d + f)),
+    # init_r triplets per weight: P (r x d_in), Q (d_out x r) and Λ (r).
+    Case("adalora", ("method=adalora", "method.init_r=6", "method.target_r=4"),
+         lambda cfg, m: lora_formula(6, 2)(cfg, m) + cfg.shape.num_hidden_layers * 2 * 6),
 ]
 
 
@@ -177,6 +180,9 @@ BAD_OPTIONS = [
     (("method=dora", "method.targets=[q,x]"), "dora target 'x' not in {q, k, v, o, ffn}"),
     (("method=pissa", "method.r=33"), "pissa rank r=33 is larger than layer"),
     (("method=vera", "method.r=0"), "vera rank r must be > 0, got 0"),
+    (("method=adalora", "method.target_r=16"), "adalora target_r must be <= 12, got 16"),
+    (("method=adalora", "method.tinit=0.6"), "adalora tinit + tfinal must leave steps"),
+    (("method=adalora", "method.orth_reg_weight=-1"), "adalora orth_reg_weight must be a finite number >= 0"),
     (("method=vera", "method.d_initial=0"), "vera d_initial must be a number > 0"),
     (("method=vera", "method.targets=[q,q]"), "vera targets must be a list of distinct weights"),
     (("method=ia3", "method.targets=[]"), "ia3 targets must be a list of distinct weights"),
@@ -225,10 +231,11 @@ def test_model_config_that_does_not_fit_raises_user_error(overrides, field, valu
 
 def test_unknown_method_lists_the_valid_ones() -> None:
     model_cfg = tiny_model_cfg("bert")
-    with pytest.raises(UserError, match="unknown method 'prefix_tuning'; choose one of: adapter, bitfit"):
+    with pytest.raises(UserError, match="unknown method 'prefix_tuning'; choose one of: adalora, adapter, bitfit"):
         apply_method(build_model(model_cfg, NUM_LABELS, "meta"), OmegaConf.create({"name": "prefix_tuning"}),
                      model_cfg)
-    assert method_names() == ["adapter", "bitfit", "dora", "full_ft", "ia3", "lora", "pissa", "rslora", "vera"]
+    assert method_names() == ["adalora", "adapter", "bitfit", "dora", "full_ft", "ia3", "lora", "pissa", "rslora",
+                              "vera"]
 
 
 def test_duplicate_registration_is_rejected() -> None:
@@ -278,7 +285,7 @@ def test_paper_parameter_counts_on_meta(model: str, overrides: tuple[str, ...], 
 
 
 MERGEABLE = [("method=lora",), ("method=dora",), ("method=rslora",), ("method=pissa",), ("method=vera", "method.r=16"),
-             ("method=ia3",)]
+             ("method=ia3",), ("method=adalora",)]
 
 
 @pytest.mark.parametrize("overrides", MERGEABLE, ids=[o[0].split("=")[1] for o in MERGEABLE])

@@ -1,0 +1,114 @@
+"""AdaLoRA (Zhang et al., 2023) through PEFT: LoRA as P Λ Q, with the rank budget moved to where it matters.
+
+Each adapted weight gets W + P Λ Q with Λ = diag(λ) of `init_r` entries. During training the entries' importance
+(|θ · ∇θ|, smoothed) decides which ones stay: after `tinit` of the steps the total budget falls from `init_r` to
+`target_r` per weight on average, by the end of the budgeting phase `tfinal` steps before the end, and the least
+important λ are held at zero. PEFT's model adds the orthogonality penalty on P and Q to the model's loss;
+`RankBudget` calls PEFT's `update_and_allocate` after every optimizer step (before the gradients are cleared).
+
+Counts, both ways: the method trains init_r triplets, layers x targets x init_r x (d_in + d_out + 1) parameters,
+while the AdaLoRA paper states its budget as the average final rank, `target_r`: at target_r 8 on q and v it is
+the budget of LoRA at r 8 on q and v. Λ starts at zero, so training starts exactly at the backbone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+from peft import AdaLoraConfig as PeftAdaLoraConfig
+from peft import PeftModel, get_peft_model
+from torch import nn
+from transformers import TrainerCallback
+
+from lora_repro.errors import UserError
+from lora_repro.methods.registry import check_int, register
+from lora_repro.methods.targets import linear_layers
+
+# PEFT needs the run's step count when the model is built; the real one is set when training starts.
+STEPS_UNTIL_TRAINING = 1_000_000
+
+
+@dataclass(frozen=True)
+class AdaLoraConfig:
+    """Options of `conf/method/adalora.yaml` (documented there); validated on construction."""
+
+    init_r: int
+    target_r: int
+    alpha: float
+    dropout: float
+    targets: list[str]
+    tinit: float
+    tfinal: float
+    delta_t: int
+    beta1: float
+    beta2: float
+    orth_reg_weight: float
+
+    def __post_init__(self) -> None:
+        check_int("adalora init_r", self.init_r, 1)
+        check_int("adalora target_r", self.target_r, 1, self.init_r)
+        check_int("adalora delta_t", self.delta_t, 1)
+        for name in ("tinit", "tfinal"):
+            share = getattr(self, name)
+            if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+                raise UserError(f"adalora {name} is a share of the run's steps in [0, 1), got {share!r}")
+        if self.tinit + self.tfinal >= 1:
+            raise UserError(f"adalora tinit + tfinal must leave steps to allocate the budget in, got "
+                            f"{self.tinit} + {self.tfinal}")
+        for name, valid, rule in (("alpha", lambda v: v > 0, "> 0"), ("beta1", lambda v: 0 < v < 1, "in (0, 1)"),
+                                  ("beta2", lambda v: 0 < v < 1, "in (0, 1)"),
+                                  ("orth_reg_weight", lambda v: v >= 0, ">= 0")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                    or not valid(value):
+                raise UserError(f"adalora {name} must be a finite number {rule}, got {value!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
+            raise UserError(f"adalora dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.targets, list) or not self.targets or len(set(self.targets)) != len(self.targets):
+            raise UserError(f"adalora targets must be a list of distinct weights such as [q, v], got {self.targets!r}")
+
+
+class RankBudget(TrainerCallback):
+    """Sets AdaLoRA's schedule from the run's step count, then reallocates the rank budget after every step."""
+
+    def __init__(self, cfg: AdaLoraConfig) -> None:
+        self.cfg = cfg
+
+    @staticmethod
+    def adalora(model: nn.Module) -> PeftModel:
+        return getattr(model, "module", model)  # DDP wraps the PeftModel
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
+        peft_cfg = self.adalora(model).peft_config["default"]
+        peft_cfg.total_step = state.max_steps
+        peft_cfg.tinit = round(self.cfg.tinit * state.max_steps)
+        peft_cfg.tfinal = round(self.cfg.tfinal * state.max_steps)
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
+        # After the optimizer step and before the gradients are cleared, as PEFT's update_and_allocate needs.
+        self.adalora(model).base_model.update_and_allocate(state.global_step)
+
+
+def owns(name: str) -> bool:
+    """True for AdaLoRA's P (lora_A), Q (lora_B) and Λ (lora_E)."""
+    return any(f"lora_{part}." in name for part in "ABE")
+
+
+@register("adalora", config=AdaLoraConfig, owns=owns, callback=RankBudget)
+def apply(model: nn.Module, cfg: AdaLoraConfig, model_cfg: DictConfig) -> nn.Module:
+    """Wrap the model with PEFT AdaLoRA on the configured targets (the schedule is set by `RankBudget`).
+
+    Returns:
+        PEFT's `PeftModel` around `model`.
+
+    Raises:
+        UserError: a target that is unknown or matches no Linear layer.
+    """
+    layers = linear_layers(model, "adalora", cfg.targets, model_cfg)
+    peft_cfg = PeftAdaLoraConfig(
+        init_r=cfg.init_r, target_r=cfg.target_r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+        target_modules=sorted(layers), tinit=0, tfinal=0, deltaT=cfg.delta_t, beta1=cfg.beta1, beta2=cfg.beta2,
+        orth_reg_weight=cfg.orth_reg_weight, total_step=STEPS_UNTIL_TRAINING)
+    return get_peft_model(model, peft_cfg)
