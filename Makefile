@@ -6,7 +6,7 @@ ARGS ?=
 SWEEP = $(if $(DRY_RUN),lora-repro plan,lora-repro train -m) $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format mini mini-ranks mini-lr mini-precision mini-successors analyze table2-roberta-base table2-roberta-large \
+.PHONY: help install demo test test-all lint format mini mini-ranks mini-lr mini-precision mini-successors-lr mini-successors analyze table2-roberta-base table2-roberta-large \
         table2-deberta-xxl table5 table6 report bench clean
 
 help: ## show the targets
@@ -51,7 +51,14 @@ mini-precision: ## bf16 against fp32 on the CPU (MRPC, CoLA x FT, LoRA x 3 seeds
 	$(SWEEP) experiment=mini_precision $(ARGS)
 	$(if $(DRY_RUN),,lora-repro report precision)
 
-mini-successors: ## DoRA, rsLoRA, PiSSA, VeRA and (IA)^3 beside the mini's rows (SST-2, CoLA, 3 seeds) -> results/successors/
+mini-successors-lr: ## the successors' learning-rate search on the selection split, grid extended until every best rate is inside -> results/successors/lr_search/
+	$(SWEEP) experiment=successors_lr $(ARGS)
+	$(if $(DRY_RUN),,while next=$$(lora-repro report successors_lr --next-grid) && [ -n "$$next" ]; do \
+	    echo "$$next" | while read -r overrides; do lora-repro train -m experiment=successors_lr $$overrides $(ARGS) || exit 1; \
+	    done || exit 1; done)
+	$(if $(DRY_RUN),,lora-repro report successors_lr)
+
+mini-successors: ## DoRA, rsLoRA, PiSSA, AdaLoRA, VeRA and (IA)^3 beside the mini's rows (SST-2, CoLA, 5 seeds) -> results/successors/
 	$(SWEEP) experiment=mini_successors $(ARGS)
 	$(if $(DRY_RUN),,lora-repro report successors)
 

@@ -1,4 +1,4 @@
-"""`lora-repro report {table2,table5,table6,mini,lr_search,successors}`: paper tables and figures from run records.
+"""`lora-repro report {table2,table5,table6,mini,lr_search,successors,successors_lr,precision}`: tables from records.
 
     lora-repro report table2 [--runs DIR ...] [--model NAME ...] [--task NAME ...] [--out DIR] [--seeds N]
     lora-repro report table2 --params-only [--model NAME ...]   # the parameter column, no records needed
@@ -6,6 +6,7 @@
     lora-repro report lr_search   # = --runs results/mini/lr_search/runs --out results/mini/lr_search
     lora-repro report successors  # = --runs results/mini/runs results/successors/runs --out results/successors
     lora-repro report precision   # = --runs results/mini/precision/runs --out results/mini/precision
+    lora-repro report successors_lr   # = --runs results/successors/lr_search/runs --out results/successors/lr_search
     lora-repro report lr_search --next-grid   # the overrides that extend the search's grid, one line each
 
 Writes <table>.md, <table>.tex, <table>.csv (tidy: median, std, n_seeds, paper, delta) and PNG figures
@@ -24,7 +25,14 @@ from lora_repro.config import group_choices
 from lora_repro.errors import UserError, choose
 from lora_repro.records.store import default_runs_dir, load_records
 from lora_repro.report.render import to_markdown, write_report
-from lora_repro.report.reports import DEFAULT_SEEDS, REPORTS, build_report, lr_search_next, params_report
+from lora_repro.report.reports import (
+    DEFAULT_SEEDS,
+    RATE_SEARCHES,
+    REPORTS,
+    build_report,
+    lr_search_next,
+    params_report,
+)
 
 __all__ = ["main", "parse_args"]
 
@@ -32,9 +40,10 @@ __all__ = ["main", "parse_args"]
 MINI_DIR, SUCCESSORS_DIR = Path("results") / "mini", Path("results") / "successors"
 MINI_RUNS = {"mini": [MINI_DIR / "runs"], "lr_search": [MINI_DIR / "lr_search" / "runs"],
              "precision": [MINI_DIR / "precision" / "runs"],
-             "successors": [MINI_DIR / "runs", SUCCESSORS_DIR / "runs"]}  # the mini's rows are reused, not rerun
+             "successors": [MINI_DIR / "runs", SUCCESSORS_DIR / "runs"],  # the mini's rows are reused, not rerun
+             "successors_lr": [SUCCESSORS_DIR / "lr_search" / "runs"]}
 MINI_OUT = {"mini": MINI_DIR, "lr_search": MINI_DIR / "lr_search", "precision": MINI_DIR / "precision",
-            "successors": SUCCESSORS_DIR}
+            "successors": SUCCESSORS_DIR, "successors_lr": SUCCESSORS_DIR / "lr_search"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,8 +75,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", type=positive, help="seeds a cell should have (default: "
                         + ", ".join(f"{k} {v}" for k, v in DEFAULT_SEEDS.items()) + ")")
     parser.add_argument("--next-grid", action="store_true",
-                        help="lr_search: print the overrides that extend the grid where a best rate sits on its "
-                        "edge (one line each; nothing when the search is done), write nothing")
+                        help="lr_search, successors_lr: print the overrides that extend the grid where a best rate "
+                        "sits on its edge (one line each; nothing when the search is done), write nothing")
     parser.add_argument("--params-only", action="store_true",
                         help="table2: only the # Trainable Parameters column, computed (no records needed)")
     args = parser.parse_args(argv)
@@ -77,8 +86,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choose("task", task, group_choices("task"))
     if args.params_only and args.table != "table2":
         raise UserError("--params-only goes with table2 only")
-    if args.next_grid and args.table != "lr_search":
-        raise UserError("--next-grid goes with lr_search only")
+    if args.next_grid and args.table not in RATE_SEARCHES:
+        raise UserError(f"--next-grid goes with {' or '.join(RATE_SEARCHES)} only")
     args.out = args.out or MINI_OUT.get(args.table, Path("results") / args.table)
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give the folder the report should be written to")
@@ -90,7 +99,7 @@ def run(argv: list[str]) -> list[Path]:
     args = parse_args(argv)
     command = shlex.join(["lora-repro", "report", *argv])
     if args.next_grid:
-        for line in lr_search_next(load_records(args.runs or MINI_RUNS["lr_search"])):
+        for line in lr_search_next(load_records(args.runs or MINI_RUNS[args.table]), RATE_SEARCHES[args.table]):
             print(line)
         return []
     if args.params_only:
@@ -106,7 +115,9 @@ def run(argv: list[str]) -> list[Path]:
             where = ", ".join(map(str, runs or MINI_RUNS.get(args.table, [default_runs_dir()])))
             raise UserError(f"no run records under {where}; train the runs first (`make help` lists the "
                             "sweeps) or pass --runs with a folder `lora-repro train` wrote to")
-        report = build_report(args.table, records, args.model, args.task, args.seeds, rank_records)
+        search_runs = [d for d in MINI_RUNS["successors_lr"] if d.is_dir()]
+        search_records = load_records(search_runs) if args.table == "successors" and search_runs else None
+        report = build_report(args.table, records, args.model, args.task, args.seeds, rank_records, search_records)
     written = write_report(report, args.out, command)
     print(to_markdown(report, command))
     return written

@@ -22,7 +22,7 @@ __all__ = ["params_figure", "rank_figure", "task_figure"]
 
 # One colour per row of the paper's Table 2 order (`LABEL_ORDER`).
 LABEL_COLORS = dict(zip(LABEL_ORDER, ("tab:gray", "tab:brown", "tab:purple", "tab:orange", "tab:red", "tab:blue",
-                                      "tab:cyan", "tab:green", "tab:olive", "tab:pink", "black"), strict=True))
+                                      "tab:cyan", "tab:green", "tab:olive", "tab:pink", "black", "gold"), strict=True))
 PANEL_SIZE = (4.8, 3.6)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -49,10 +50,11 @@ from lora_repro.report.params import params_check
 from lora_repro.report.sweeps import table5_sections, table6_sections
 from lora_repro.report.table2 import AVG, paper_block, table2_sections
 
-__all__ = ["DEFAULT_SEEDS", "REPORTS", "build_report", "lr_search_next", "params_report"]
+__all__ = ["DEFAULT_SEEDS", "RATE_SEARCHES", "REPORTS", "build_report", "lr_search_next", "params_report"]
 
 # Seeds a cell should have: the paper's 5 for Table 2, the sweeps' 3 (conf/experiment/table5, 6, mini).
-DEFAULT_SEEDS = {"table2": 5, "table5": 5, "table6": 5, "mini": 5, "lr_search": 1, "successors": 5, "precision": 3}
+DEFAULT_SEEDS = {"table2": 5, "table5": 5, "table6": 5, "mini": 5, "lr_search": 1, "successors": 5, "precision": 3,
+                 "successors_lr": 1}
 MINI_MODEL = "minilm"
 TRIVIAL_LABEL = "Trivial baseline"
 FRONT_COLUMNS = ("Model", "Method", "# Trainable Parameters")
@@ -166,7 +168,10 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
              "the whole interval at or above the margin; does not hold = entirely below; inconclusive = otherwise. "
              "Seeds to settle: seeds per cell at which a difference of the observed size and spread would clear "
              "the margin at the line's level (∞: the examples alone are too noisy). A verdict is whatever the "
-             "records say: nothing is tuned to make a claim hold.", where]
+             "records say: nothing is tuned to make a claim hold.",
+             "Parameters come both ways: the method's own (what the LoRA paper counts, and what the successors' "
+             "papers count for themselves) and all that trains, the classification head included, which trains "
+             "under every method and can outweigh a small method's own many times.", where]
     if table.empty:
         return Report("claims", title, [Section("Claims", None, ["No completed runs with predictions."])], table)
     shown = pd.DataFrame({
@@ -177,6 +182,9 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
         "Interval": [f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
         "Level": table["level"].map(lambda level: f"{100 * level:.1f}%"),
         "Margin": table["margin"].map("{:+.0f}".format), "Verdict": table["verdict"],
+        "Parameters A / B: own; with the head": [
+            f"{r.A_params_own:,} / {r.B_params_own:,}; {r.A_params_trainable:,} / {r.B_params_trainable:,}"
+            for r in table.itertuples()],
         "Seeds to settle": table["seeds_to_settle"].map(
             lambda n: "" if pd.isna(n) else "∞" if math.isinf(n) else f"{int(n)}")})
     missing = [c.name for c in claims if c.name not in set(table["claim"])]
@@ -259,19 +267,46 @@ def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequen
                    *rank_sections], tidy, figures, [claims])
 
 
-def successors_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int) -> Report:
-    """LoRA's successors beside the mini's rows, on the tasks the successors ran, with the baseline and claims."""
+def searched_rates_note(records: pd.DataFrame, search_records: pd.DataFrame | None) -> str:
+    """Whether each successor in the table trained at the rate its learning-rate search chose."""
+    if search_records is None or (search_records["status"] != COMPLETED).all():
+        return ("Learning rates: no search of the successors' rates is committed yet (`make mini-successors-lr`); "
+                "they take LoRA's winner (DoRA, rsLoRA, PiSSA, AdaLoRA) or their papers' rates (VeRA, (IA)³).")
+    winners = lr_search_winners(search_records)
+    best = dict(zip(winners.loc[winners["winner"], "label"], winners.loc[winners["winner"], "learning_rate"],
+                    strict=True))
+    edges = set(winners.loc[winners["edge"] != "", "label"])
+    done = records[records["status"] == COMPLETED]
+    parts = []
+    for label in [c.a for c in SUCCESSOR_CLAIMS if c.a in set(done["label"])]:
+        used = sorted(set(done.loc[done["label"] == label, "train.learning_rate"].astype(float)))
+        rates = ", ".join(f"{r:g}" for r in used)
+        verdict = ("no search" if label not in best else "still on its grid's edge" if label in edges else
+                   "its search's best" if used == [best[label]] else f"not its search's best, {best[label]:g}")
+        parts.append(f"{label} {rates} ({verdict})")
+    return "Learning rates, against the successors' search on the selection split: " + "; ".join(parts) + "."
+
+
+def successors_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int,
+                      search_records: pd.DataFrame | None = None) -> Report:
+    """LoRA's successors beside the mini's rows, on the tasks the successors ran, with the baseline and claims.
+
+    `search_records`: the successors' learning-rate search, checked against the rates the table's runs used.
+    """
     successors = records[records["label"].isin([claim.a for claim in SUCCESSOR_CLAIMS])]
-    require_completed(successors, "successors (DoRA, rsLoRA, PiSSA, VeRA, (IA)³ runs)")
+    require_completed(successors, "successors (DoRA, rsLoRA, PiSSA, VeRA, (IA)³, AdaLoRA runs)")
     tasks = list(tasks or order_tasks(successors.loc[successors["status"] == COMPLETED, "task"]))
     records = records[records["task"].isin(tasks)]
     sections, tidy, baseline = with_baseline(records, tasks, seeds)
     claims = claims_report(claims_table(records, SUCCESSOR_CLAIMS, method_key), SUCCESSOR_CLAIMS,
                            "Every successor runs LoRA's rank and weights where it shares LoRA's options (DoRA, "
-                           "rsLoRA, PiSSA: r=8, α=16 on Wq,Wv); VeRA and (IA)³ with their papers' settings.",
+                           "rsLoRA, PiSSA: r=8, α=16 on Wq,Wv; AdaLoRA: a budget of rank 8 on Wq,Wv); VeRA and "
+                           "(IA)³ with their papers' settings.",
                            "LoRA's successors on MiniLM: measured differences, 95% bootstrap intervals, verdicts")
     figures = {"successors_tasks": task_figure(tidy[(tidy["task"] != AVG) & (tidy["label"] != "Trivial")],
                                                baseline)}
+    sections[0] = Section(sections[0].title, sections[0].table,
+                          [*sections[0].notes, searched_rates_note(records, search_records)])
     return Report("successors", "LoRA's successors beside LoRA, FT and adapters on MiniLM (CPU scale)",
                   [*sections, *claims.sections], tidy, figures, [claims])
 
@@ -304,27 +339,49 @@ def lr_search_winners(records: pd.DataFrame) -> pd.DataFrame:
         ["method", "label", "learning_rate", *tasks, "mean", "winner", "edge"]].reset_index(drop=True)
 
 
-def lr_search_next(records: pd.DataFrame) -> list[str]:
+@dataclass(frozen=True)
+class RateSearch:
+    """A declared learning-rate search: the experiment that runs it, and how its report names things."""
+
+    report: str  # the report's name: `lora-repro report <report>`
+    experiment: str  # conf/experiment/<experiment>.yaml
+    make_target: str
+    title: str
+    in_use: str  # the column saying which rate conf/experiment/_mini_protocol.yaml gives (mini.learning_rate)
+    user: str  # who trains with those rates
+
+
+RATE_SEARCHES = {
+    "lr_search": RateSearch("lr_search", "mini_lr", "make mini-lr",
+                            "The mini's learning-rate search on the selection split (experiment=mini_lr)",
+                            "In the mini", "the mini"),
+    "successors_lr": RateSearch("successors_lr", "successors_lr", "make mini-successors-lr",
+                                "The successors' learning-rate search on the selection split "
+                                "(experiment=successors_lr)", "In the successors' table", "the successors' table"),
+}
+
+
+def lr_search_next(records: pd.DataFrame, search: RateSearch = RATE_SEARCHES["lr_search"]) -> list[str]:
     """The overrides that extend the search one step outward for each method whose winner is on an edge.
 
     The grid is powers of two around each method's centre (`lr_search.factor`), so one step out halves the
     lowest factor or doubles the highest. Returns e.g. `["method=lora lr_search.factor=0.25"]`, or nothing when
-    every winner is interior (the search is done). Methods are named as `experiment=mini_lr` sweeps them.
+    every winner is interior (the search is done). Methods are named as the search's experiment sweeps them.
     """
-    search = compose_config(["experiment=mini_lr"], hydra=True)
-    choices = str(search.hydra.sweeper.params.method).split(",")
+    config = compose_config([f"experiment={search.experiment}"], hydra=True)
+    choices = str(config.hydra.sweeper.params.method).split(",")
     by_label = {method_label(compose_config([f"method={c}"]).method): c for c in choices}
     table = lr_search_winners(records)
     lines = []
     for row in table[table["edge"] != ""].itertuples():
-        factor = row.learning_rate / float(search.lr_search.center[row.method])
+        factor = row.learning_rate / float(config.lr_search.center[row.method])
         step = 0.5 if row.edge == "low" else 2.0
         lines.append(f"method={by_label[row.label]} lr_search.factor={factor * step:g}")
     return lines
 
 
-def lr_search_report(records: pd.DataFrame) -> Report:
-    """The mini's learning-rate search: each method's rates side by side, the winner marked."""
+def lr_search_report(records: pd.DataFrame, search: RateSearch = RATE_SEARCHES["lr_search"]) -> Report:
+    """A learning-rate search: each method's rates side by side, the winner marked, and whether it is in use."""
     table = lr_search_winners(records)
     tasks = [c for c in table.columns if c not in ("method", "label", "learning_rate", "mean", "winner", "edge")]
     shown = pd.DataFrame({"Method": table["label"], "Learning rate": table["learning_rate"].map("{:g}".format)})
@@ -335,12 +392,13 @@ def lr_search_report(records: pd.DataFrame) -> Report:
     configured = compose_config(["experiment=mini"]).mini.learning_rate
     in_use = [configured.get(method) == rate for method, rate in zip(table["method"], table["learning_rate"],
                                                                       strict=True)]
-    shown["In the mini"] = ["✓" if used else "" for used in in_use]
+    shown[search.in_use] = ["✓" if used else "" for used in in_use]
     differs = sorted({r.label for r, used in zip(table.itertuples(), in_use, strict=True) if r.winner and not used})
     edges = sorted({r.label for r in table.itertuples() if r.edge})
-    from lora_repro.training.plan import expand_sweep  # the search as conf/experiment/mini_lr.yaml declares it
+    from lora_repro.training.plan import expand_sweep  # the search as its experiment file declares it
 
-    planned, completed = len(expand_sweep(["experiment=mini_lr"])), int((records["status"] == COMPLETED).sum())
+    planned = len(expand_sweep([f"experiment={search.experiment}"]))
+    completed = int((records["status"] == COMPLETED).sum())
     metrics = ", ".join(f"{task_name(t)} {m}" for t, m in headline(records[records["status"] == COMPLETED]).items())
     done = records[records["status"] == COMPLETED]
     selected = (done["selection"] != "none").all()
@@ -348,17 +406,18 @@ def lr_search_report(records: pd.DataFrame) -> Report:
              "x100. The report split never enters the search." if selected else
              f"Dev metric ({metrics}) of one run (seed 0) at its best dev epoch, x100: these runs have no selection "
              "split, so dev both chose and reports (the protocol before the selection split).",
-             "Best = the rate with the highest mean over the tasks, per method. In the mini = the rate "
+             f"Best = the rate with the highest mean over the tasks, per method. {search.in_use} = the rate "
              "conf/experiment/_mini_protocol.yaml gives the method (mini.learning_rate). A best rate on the edge "
-             "of its grid extends the grid one step outward (`make mini-lr` does it until every best is inside).",
+             f"of its grid extends the grid one step outward (`{search.make_target}` does it until every best is "
+             "inside).",
              f"The search is not finished: {completed} of its {planned} planned runs are completed, so the best "
              "rates above are provisional." if completed < planned else
              f"Still on an edge, to be extended: {', '.join(edges)}." if edges else
-             f"The mini does not use the best rate for: {', '.join(differs)}." if differs else
-             "Every best rate is inside its grid, and the mini uses the best rate of every method.",
+             f"{search.user[0].upper()}{search.user[1:]} does not use the best rate for: {', '.join(differs)}."
+             if differs else f"Every best rate is inside its grid, and {search.user} uses the best rate of every "
+             "method.",
              not_results_note(records)]
-    return Report("lr_search", "The mini's learning-rate search on the selection split (experiment=mini_lr)",
-                  [Section("Learning rate x method", shown, [n for n in notes if n])],
+    return Report(search.report, search.title, [Section("Learning rate x method", shown, [n for n in notes if n])],
                   table.assign(winner=table["winner"].astype(bool)))
 
 
@@ -408,7 +467,7 @@ def precision_report(records: pd.DataFrame, seeds: int) -> Report:
 
 def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None = None,
                  tasks: Sequence[str] | None = None, seeds: int | None = None,
-                 rank_records: pd.DataFrame | None = None) -> Report:
+                 rank_records: pd.DataFrame | None = None, search_records: pd.DataFrame | None = None) -> Report:
     """Build report `name` from store rows.
 
     Args:
@@ -418,6 +477,7 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         tasks: Tasks to show; None = every task the records hold.
         seeds: Seeds a cell should have; None = `DEFAULT_SEEDS[name]`.
         rank_records: `mini` only: the rank sweep's rows (kept in their own experiment folder).
+        search_records: `successors` only: the rows of the successors' learning-rate search.
 
     Returns:
         The report (Table 2 with no completed records: the parameter check alone).
@@ -426,7 +486,7 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         UserError: No completed record to report on.
     """
     seeds = seeds or DEFAULT_SEEDS[name]
-    mini_like = ("mini", "lr_search", "successors", "precision")
+    mini_like = ("mini", "lr_search", "successors", "precision", "successors_lr")
     chosen = select(records, models or ([MINI_MODEL] if name in mini_like else None), tasks)
     paper_only = set(models or ()) <= set(PAPER_MODELS.values())
     if name == "table2" and paper_only and (chosen["status"] != COMPLETED).all():
@@ -436,12 +496,12 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
     require_completed(chosen, name)
     if name in ("table5", "table6"):
         return sweep_report(int(name[-1]), chosen, seeds)
-    if name == "lr_search":
-        return lr_search_report(chosen)
+    if name in RATE_SEARCHES:
+        return lr_search_report(chosen, RATE_SEARCHES[name])
     if name == "precision":
         return precision_report(chosen, seeds)
     if name == "successors":
-        return successors_report(chosen, tasks, seeds)
+        return successors_report(chosen, tasks, seeds, search_records)
     if name == "mini":
         ranks = rank_records if rank_records is not None else records.iloc[:0]
         return mini_report(chosen, select(ranks, [MINI_MODEL], None), tasks, seeds)

@@ -179,8 +179,33 @@ def test_successors_sit_beside_the_minis_rows_on_their_own_tasks(tmp_path):
     assert claims.loc["DoRA", "verdict"] == "holds" and claims.loc["DoRA", "difference"] == pytest.approx(15.0)
     assert claims.loc["VeRA", "verdict"] == "does not hold"
     notes = report.companions[0].sections[0].notes
-    assert "Not tested yet (their runs are missing): claim(s) rsLoRA, PiSSA, (IA)³." in notes
+    assert "Not tested yet (their runs are missing): claim(s) rsLoRA, PiSSA, (IA)³, AdaLoRA." in notes
     assert set(report.figures) == {"successors_tasks"}
+    # Both parameter counts on every claim line: VeRA's own against LoRA's, then with the head that both train.
+    vera = claims.loc["VeRA"].iloc[0] if claims.loc["VeRA"].ndim > 1 else claims.loc["VeRA"]
+    assert vera["A_params_own"] < vera["B_params_own"] < vera["A_params_trainable"] < vera["B_params_trainable"]
+    shown = report.companions[0].sections[0].table.set_index("Claim")
+    assert shown.loc["VeRA", "Parameters A / B: own; with the head"] == (
+        f"{vera['A_params_own']:,} / {vera['B_params_own']:,}; {vera['A_params_trainable']:,} / "
+        f"{vera['B_params_trainable']:,}")
+    assert any(n.startswith("Learning rates: no search of the successors' rates is committed yet")
+               for n in report.sections[0].notes)
+
+
+def test_successors_report_checks_each_rate_against_the_successors_search(tmp_path):
+    labels = pd.Series([1, 0] * 100)
+    predictions = pd.DataFrame({"label": labels, "prediction": labels})
+    for seed in range(3):
+        write_run(tmp_path / "mini", "sst2", "minilm", "lora", seed, 0.8, predictions=predictions)
+        write_run(tmp_path / "successors", "sst2", "minilm", "dora", seed, 0.9, predictions=predictions,
+                  overrides=("train.learning_rate=2e-3",))
+        write_run(tmp_path / "successors", "sst2", "minilm", "vera", seed, 0.9, predictions=predictions)
+    for rate, value in ((5e-4, 0.7), (1e-3, 0.8), (2e-3, 0.75)):  # DoRA's search: 1e-3 wins, inside its grid
+        write_run(tmp_path / "search", "sst2", "minilm", "dora", 0, value, overrides=(f"train.learning_rate={rate}",))
+    report = build_report("successors", load_records([tmp_path / "mini", tmp_path / "successors"]),
+                          search_records=load_records([tmp_path / "search"]))
+    note = next(n for n in report.sections[0].notes if n.startswith("Learning rates"))
+    assert "DoRA 0.002 (not its search's best, 0.001)" in note and "VeRA 0.004 (no search)" in note
 
 
 def test_successors_need_successor_runs(records):
