@@ -14,10 +14,9 @@ import os
 import signal
 from typing import NoReturn
 
-import torch
 from transformers import TrainerCallback
 
-from lora_repro.distributed import world_size
+from lora_repro.distributed import any_process
 
 __all__ = ["Preempted", "SaveOnSignal"]
 
@@ -32,15 +31,6 @@ class Preempted(SystemExit):
 def preempt_signal() -> signal.Signals:
     """The signal submitit asks SLURM to send (`SUBMITIT_PREEMPT_SIGNAL`, USR2 by default)."""
     return signal.Signals[f"SIG{os.environ.get('SUBMITIT_PREEMPT_SIGNAL', 'USR2').removeprefix('SIG')}"]
-
-
-def anywhere(flag: bool, device: torch.device) -> bool:
-    """Whether `flag` is set in any process of a distributed run (every process gets the same answer)."""
-    if world_size() == 1:
-        return flag
-    box = torch.tensor([float(flag)], device=device)
-    torch.distributed.all_reduce(box, op=torch.distributed.ReduceOp.MAX)
-    return bool(box.item())
 
 
 class SaveOnSignal(TrainerCallback):
@@ -60,7 +50,7 @@ class SaveOnSignal(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
         # Under DDP the processes agree at every step, so that all of them stop after the same one.
-        if anywhere(self.received, args.device):
+        if any_process(self.received, args.device):
             self.stopped = True
             control.should_save = control.should_training_stop = True
 
