@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import NoReturn
 
 from transformers import TrainerCallback
@@ -42,7 +43,8 @@ class SaveOnSignal(TrainerCallback):
         self.previous: object = None
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
-        self.previous = signal.signal(self.signal, self.note)
+        if threading.current_thread() is threading.main_thread():  # Python takes signals in the main thread only
+            self.previous = signal.signal(self.signal, self.note)
 
     def note(self, signum: int, frame: object) -> None:
         """The signal handler: only remember; the step in progress finishes first."""
