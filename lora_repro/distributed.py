@@ -12,7 +12,8 @@ from lora_repro.errors import UserError
 
 T = TypeVar("T")
 
-__all__ = ["check_one_process_per_gpu", "from_main", "is_main_process", "world_size"]
+__all__ = ["any_process", "check_one_process_per_gpu", "from_main", "is_main_process", "mean_over_processes",
+           "world_size"]
 
 
 def world_size() -> int:
@@ -72,3 +73,25 @@ def check_one_process_per_gpu() -> None:
                         f"`torchrun --nproc_per_node {gpus} -m lora_repro train ...` (on SLURM: "
                         "hydra.launcher.tasks_per_node equal to gpus_per_node), or one GPU: "
                         "`CUDA_VISIBLE_DEVICES=0 lora-repro train ...`")
+
+
+def any_process(flag: bool, device: object) -> bool:
+    """Whether `flag` is set in any process of a distributed run; every process calls it and gets the answer."""
+    if world_size() == 1:
+        return flag
+    import torch
+
+    box = torch.tensor([float(flag)], device=device)
+    torch.distributed.all_reduce(box, op=torch.distributed.ReduceOp.MAX)
+    return bool(box.item())
+
+
+def mean_over_processes(value: object, device: object) -> float:
+    """A scalar tensor averaged over the processes of a distributed run (itself in one); every process calls it."""
+    if world_size() == 1:
+        return float(value)
+    import torch
+
+    box = value.to(device=device, dtype=torch.float32).reshape(1)
+    torch.distributed.all_reduce(box)
+    return float(box) / world_size()

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import NoReturn
 
-import torch
 from transformers import TrainerCallback
 
-from lora_repro.distributed import world_size
+from lora_repro.distributed import any_process
 
 __all__ = ["Preempted", "SaveOnSignal"]
 
@@ -34,15 +34,6 @@ def preempt_signal() -> signal.Signals:
     return signal.Signals[f"SIG{os.environ.get('SUBMITIT_PREEMPT_SIGNAL', 'USR2').removeprefix('SIG')}"]
 
 
-def anywhere(flag: bool, device: torch.device) -> bool:
-    """Whether `flag` is set in any process of a distributed run (every process gets the same answer)."""
-    if world_size() == 1:
-        return flag
-    box = torch.tensor([float(flag)], device=device)
-    torch.distributed.all_reduce(box, op=torch.distributed.ReduceOp.MAX)
-    return bool(box.item())
-
-
 class SaveOnSignal(TrainerCallback):
     """Notes the preemption signal; at the end of that optimizer step, saves a checkpoint and stops training."""
 
@@ -52,7 +43,8 @@ class SaveOnSignal(TrainerCallback):
         self.previous: object = None
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
-        self.previous = signal.signal(self.signal, self.note)
+        if threading.current_thread() is threading.main_thread():  # Python takes signals in the main thread only
+            self.previous = signal.signal(self.signal, self.note)
 
     def note(self, signum: int, frame: object) -> None:
         """The signal handler: only remember; the step in progress finishes first."""
@@ -60,7 +52,7 @@ class SaveOnSignal(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
         # Under DDP the processes agree at every step, so that all of them stop after the same one.
-        if anywhere(self.received, args.device):
+        if any_process(self.received, args.device):
             self.stopped = True
             control.should_save = control.should_training_stop = True
 

@@ -29,7 +29,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lora_repro.data.glue import GlueData
 from lora_repro.data.tasks import selection_metric
-from lora_repro.distributed import is_main_process, world_size
+from lora_repro.distributed import is_main_process, mean_over_processes, world_size
 from lora_repro.errors import UserError
 from lora_repro.hardware import resolve_precision
 from lora_repro.methods import load_trainable_state_dict, trainable_state_dict, training_callbacks
@@ -212,15 +212,6 @@ class SharedOrderSampler(torch.utils.data.Sampler):
         else:
             order = get_length_grouped_indices(self.lengths, self.group_size, generator=generator)
         return iter(order + [self.rows] * (len(self) - self.rows))
-
-
-def mean_over_processes(value: torch.Tensor, device: torch.device) -> float:
-    """`value` averaged over the processes of a distributed run (itself in one process); every process calls it."""
-    if world_size() == 1:
-        return float(value)
-    box = value.to(device=device, dtype=torch.float32).reshape(1)
-    torch.distributed.all_reduce(box)
-    return float(box) / world_size()
 
 
 @dataclass
