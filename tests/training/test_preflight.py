@@ -57,8 +57,10 @@ def test_every_problem_is_one_line_and_the_exit_status_is_2(tmp_path, glue_dir):
 
 
 def test_an_mnli_start_in_the_same_sweep_is_no_problem(tmp_path, glue_dir):
-    result = preflight([*TINY, "task=mnli,rte", "seed=0", "train.init_from=null"], tmp_path, glue_dir)
-    assert result.returncode == 0, result.stderr
+    # One override sets the start for both tasks: RTE's source is in the sweep (no problem), MNLI's is itself.
+    result = preflight([*TINY, "task=mnli,rte", "seed=0", "train.init_from=mnli"], tmp_path, glue_dir)
+    assert problems(result) == ["problem: mnli tiny_bert lora seed 0: train.init_from=mnli starts the run from its "
+                                "own task; set it on the tasks that start from it only"], result.stderr
 
 
 @pytest.mark.parametrize(("patch", "message"), [
