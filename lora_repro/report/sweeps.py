@@ -121,7 +121,7 @@ def table5_sections(records: pd.DataFrame, expected: int) -> tuple[list[Section]
 
 def common_notes(lora: pd.DataFrame, expected: int) -> list[Section]:
     """How to read the cells, which metric they hold and which runs they leave out."""
-    notes = [legend(expected), metric_note(lora), not_results_note(lora)]
+    notes = [legend(expected, lora), metric_note(lora), not_results_note(lora)]
     return [Section("Notes", None, [n for n in notes if n])]
 
 

@@ -50,3 +50,12 @@ def test_the_mini_trains_with_the_rates_its_search_chose():
     if "Still on an edge" in report:
         pytest.skip("the search is still extending its grid where a best rate sits on its edge (make mini-lr resumes)")
     assert "the mini uses the best rate of every method." in report
+
+
+def test_every_table_of_the_mini_says_which_split_chose_its_epochs():
+    # The mini's runs all have a selection split, so no legend may describe the old best-on-dev cells: the rank
+    # tables once did, while their numbers were already the selection split's choice.
+    legends = [line for line in (MINI / "mini.md").read_text().splitlines() if line.startswith("Cells:")]
+    assert legends, "results/mini/mini.md has no cell legends"
+    assert not [line for line in legends if "best-epoch dev metric" in line]
+    assert any("the epoch its own selection split chose" in line for line in legends)
