@@ -23,6 +23,9 @@ from lora_repro.records.record import WEIGHTS_FILE, completed_record
 def find_source_run(cfg: DictConfig) -> Path:
     """The completed run of task `cfg.train.init_from` with this run's model, method and seed."""
     task = cfg.train.init_from
+    if task == cfg.task.name:  # else a finished run of this very setting would become its own start
+        raise UserError(f"train.init_from={task} starts the run from its own task; "
+                        "set it on the tasks that start from it only")
     method = method_identity(OmegaConf.to_container(cfg.method, resolve=True))
     folder = Path(cfg.paths.runs_dir) / task / cfg.model.name / cfg.method.name
     for run_dir in sorted(folder.glob(run_folder_name(cfg.seed, "*"))):

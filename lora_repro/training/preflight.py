@@ -62,11 +62,7 @@ def missing_sources(todo: pd.DataFrame) -> list[str]:
     problems = []
     planned = {(r.task, r.model, r.method_config, r.seed) for r in todo.itertuples()}
     for row in todo[todo.init_from.notna()].itertuples():
-        if row.init_from == row.task:
-            problems.append(f"{row.task} {row.model} {row.method} seed {row.seed}: train.init_from={row.init_from} "
-                            "starts the run from its own task; set it on the tasks that start from it only")
-            continue
-        if (row.init_from, row.model, row.method_config, row.seed) in planned:
+        if row.init_from != row.task and (row.init_from, row.model, row.method_config, row.seed) in planned:
             continue
         try:
             find_source_run(row.config)

@@ -56,7 +56,7 @@ def test_every_problem_is_one_line_and_the_exit_status_is_2(tmp_path, glue_dir):
     assert "Traceback" not in result.stderr and written(tmp_path) == []
 
 
-def test_an_mnli_start_in_the_same_sweep_is_no_problem(tmp_path, glue_dir):
+def test_an_mnli_start_in_the_same_sweep_is_no_problem_but_a_start_from_itself_is(tmp_path, glue_dir):
     # One override sets the start for both tasks: RTE's source is in the sweep (no problem), MNLI's is itself.
     result = preflight([*TINY, "task=mnli,rte", "seed=0", "train.init_from=mnli"], tmp_path, glue_dir)
     assert problems(result) == ["problem: mnli tiny_bert lora seed 0: train.init_from=mnli starts the run from its "
