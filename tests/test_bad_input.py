@@ -117,6 +117,7 @@ def cli(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProc
     (["train", "model=tiny_bert", "task=rte", "method.r=1000"], "r must be <="),
     (["train", "model=tiny_bert", "task=rte", "method=ia3", "method.targets=[q,ffn2]"], "ffn2"),
     (["train", "model=tiny_bert", "task=rte", "train.init_from=mnli"], "no completed mnli run"),
+    (["train", "model=tiny_bert", "task=mnli", "train.init_from=mnli"], "starts the run from its own task"),
     (["train", "model=tiny_bert", "task=rte", "paths.runs_dir=/proc/sys/lora-runs"], "not writable"),
     (["train", "model=tiny_bert", "task=rte", "paths.runs_dir=/etc/hostname/runs"], "is a file, not a folder"),
     (["plan", "model=tiny_bert", "task=rte", "train.epochs=-1"], "train.epochs must be >= 1"),
@@ -136,6 +137,15 @@ def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message):
     assert "Traceback" not in result.stderr
     assert runs_written(tmp_path) == []
     assert [p for p in tmp_path.rglob("*") if p.is_file() and "glue_data" not in p.parts] == []  # no log folder
+
+
+def test_bad_input_leaves_the_users_own_empty_folder_in_place(tmp_path, glue_dir):
+    # Bad input removes the log folders it made, and once also removed the empty folder the user ran it in.
+    root = tmp_path / "project"
+    root.mkdir()
+    result = cli(["train", "model=tiny_bert", "task=rte", "train.epochs=0"], root, glue_dir)
+    assert result.returncode == 2, result.stderr
+    assert root.is_dir() and list(root.iterdir()) == []
 
 
 def broken_bytes(path: Path, data: bytes) -> None:

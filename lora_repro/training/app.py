@@ -50,12 +50,18 @@ def join_submitit_tasks() -> None:
             os.environ.get(name) for name in SLURM_GPU_VARIABLES))
 
 
-def discard_hydra_output() -> None:
-    """Remove the log folder Hydra made for a run that bad input stopped: bad input leaves nothing behind."""
-    output = Path(HydraConfig.get().runtime.output_dir)
+def discard_hydra_output(root: Path) -> None:
+    """Remove the log folder Hydra made for a run that bad input stopped: bad input leaves nothing behind.
+
+    Empty folders above it go too, up to but never including `root` (paths.root): the user's own folder stays,
+    even when it was empty.
+    """
+    output, root = Path(HydraConfig.get().runtime.output_dir).resolve(), root.resolve()
     logging.shutdown()  # close the job's log file before its folder goes
     shutil.rmtree(output, ignore_errors=True)
     for parent in output.parents:  # the date folder, experiments/logs, experiments/ itself, if now empty
+        if root not in parent.parents:
+            break
         try:
             parent.rmdir()
         except OSError:
@@ -89,7 +95,7 @@ def train(cfg: DictConfig) -> float:
             write_outcome("failed", str(user_error) if user_error else f"{type(err).__name__}: {err}")
             return math.nan
         if (user_error := user_error_in(err)) is not None:
-            discard_hydra_output()
+            discard_hydra_output(Path(cfg.paths.root))
             print(f"error: {user_error}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         raise
