@@ -58,6 +58,9 @@ def method_label(method: Mapping[str, Any]) -> str:
 def method_row_key(method: Mapping[str, Any]) -> str:
     """The label plus what tells the paper's rows of one method apart (bottleneck, rank, weights)."""
     label = method_label(method)
+    if "target_r" in method:  # AdaLoRA: an initial rank pruned to a budget during training
+        return (f"{label} r={method['init_r']}→{method['target_r']} α={method['alpha']} "
+                f"{{{targets_key(method['targets'])}}}")
     if "alpha" in method:  # LoRA and the successors that share its options (DoRA, rsLoRA, PiSSA)
         return f"{label} r={method['r']} α={method['alpha']} {{{targets_key(method['targets'])}}}"
     if "r" in method:  # VeRA

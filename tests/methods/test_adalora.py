@@ -9,6 +9,8 @@ import sys
 import torch
 from safetensors.torch import load_file
 
+from lora_repro.records.store import load_records
+
 
 def test_the_rank_budget_is_spent_by_the_end_of_a_run_from_the_command_line(tmp_path, glue_dir):
     env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1"}
@@ -23,3 +25,5 @@ def test_the_rank_budget_is_spent_by_the_end_of_a_run_from_the_command_line(tmp_
     assert singular.numel() == 4 * adapted
     # Budgeted down from init_r 4 to target_r 2 per weight on average: half of Λ is held at exactly zero.
     assert int((singular == 0).sum()) == (4 - 2) * adapted
+    # Every report reads the record through the store, which names AdaLoRA's row by its rank budget.
+    assert load_records([tmp_path])["row_key"].tolist() == ["AdaLoRA r=4→2 α=32 {q,v}"]

@@ -114,7 +114,9 @@ def test_running_and_failed_records_stay_with_their_status_and_no_metrics(tmp_pa
 def test_houlsby_setup_and_paper_labels():
     lora = {"name": "lora", "r": 4, "alpha": 8, "targets": ["v", "q", "o"]}
     drop = {"name": "adapter", "variant": "adapterdrop", "bottleneck": 32, "drop_lowest": None}
+    adalora = {"name": "adalora", "init_r": 12, "target_r": 8, "alpha": 32, "targets": ["v", "q"]}
     assert method_row_key(lora) == "LoRA r=4 α=8 {q,v,o}" and targets_key(["o", "k"]) == "k,o"
+    assert method_row_key(adalora) == "AdaLoRA r=12→8 α=32 {q,v}"
     assert (method_label(drop), method_row_key(drop)) == ("AdptD", "AdptD m=32 drop=half")
     assert [method_label({"name": n}) for n in ("full_ft", "bitfit")] == ["FT", "BitFit"]
 

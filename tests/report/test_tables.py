@@ -168,18 +168,19 @@ def test_successors_sit_beside_the_minis_rows_on_their_own_tasks(tmp_path):
         for method, share in (("full_ft", 0.9), ("lora", 0.8)):
             write_run(tmp_path / "mini", "sst2", "minilm", method, seed, share, predictions=right(share))
             write_run(tmp_path / "mini", "mrpc", "minilm", method, seed, share, predictions=right(share))
-        for method, share in (("dora", 0.95), ("vera", 0.5)):
+        for method, share in (("dora", 0.95), ("adalora", 0.85), ("vera", 0.5)):
             write_run(tmp_path / "successors", "sst2", "minilm", method, seed, share, predictions=right(share))
     report = build_report("successors", load_records([tmp_path / "mini", tmp_path / "successors"]))
     table = ours(report)
-    assert list(table.index) == ["FT", LORA_ROW, "DoRA r=8 α=16 {q,v}", "VeRA r=256 {q,v}", "Trivial baseline"]
+    assert list(table.index) == ["FT", LORA_ROW, "DoRA r=8 α=16 {q,v}", "VeRA r=256 {q,v}", "AdaLoRA r=12→8 α=32 {q,v}",
+                                 "Trivial baseline"]
     assert "SST-2" in table.columns and "MRPC" not in table.columns  # only the tasks the successors ran
     assert table.loc["Trivial baseline", "SST-2"] == "50.0"
     claims = report.companions[0].tidy.set_index("claim")
     assert claims.loc["DoRA", "verdict"] == "holds" and claims.loc["DoRA", "difference"] == pytest.approx(15.0)
     assert claims.loc["VeRA", "verdict"] == "does not hold"
     notes = report.companions[0].sections[0].notes
-    assert "Not tested yet (their runs are missing): claim(s) rsLoRA, PiSSA, (IA)³, AdaLoRA." in notes
+    assert "Not tested yet (their runs are missing): claim(s) rsLoRA, PiSSA, (IA)³." in notes
     assert set(report.figures) == {"successors_tasks"}
     # Both parameter counts on every claim line: VeRA's own against LoRA's, then with the head that both train.
     vera = claims.loc["VeRA"].iloc[0] if claims.loc["VeRA"].ndim > 1 else claims.loc["VeRA"]
