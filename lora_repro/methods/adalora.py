@@ -13,21 +13,26 @@ the budget of LoRA at r 8 on q and v. Λ starts at zero, so training starts exac
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig
 from peft import AdaLoraConfig as PeftAdaLoraConfig
 from peft import PeftModel, get_peft_model
 from torch import nn
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lora_repro.errors import UserError
 from lora_repro.methods.registry import check_int, register
 from lora_repro.methods.targets import linear_layers
+from lora_repro.records.io import atomic_write
 
 # PEFT needs the run's step count when the model is built; the real one is set when training starts.
 STEPS_UNTIL_TRAINING = 1_000_000
+RANK_PATTERN_FILE = "adalora_rank_pattern.json"  # in each checkpoint: which λ are kept
 
 
 @dataclass(frozen=True)
@@ -71,24 +76,50 @@ class AdaLoraConfig:
 
 
 class RankBudget(TrainerCallback):
-    """Sets AdaLoRA's schedule from the run's step count, then reallocates the rank budget after every step."""
+    """Sets AdaLoRA's schedule from the run's step count, then reallocates the rank budget after every step.
+
+    The rank pattern (which λ are kept) lives here and in each checkpoint, and in PEFT's config only while
+    `update_and_allocate` runs: PEFT cuts P, Λ and Q down to the pattern when it saves, and a resumed run, whose
+    modules have the full `init_r`, could not load such a checkpoint. Full-size checkpoints also keep the P and Q
+    of pruned triplets, which an uninterrupted run keeps training (a triplet can come back).
+    """
 
     def __init__(self, cfg: AdaLoraConfig) -> None:
         self.cfg = cfg
+        self.rank_pattern: dict[str, list[bool]] | None = None
 
     @staticmethod
     def adalora(model: nn.Module) -> PeftModel:
         return getattr(model, "module", model)  # DDP wraps the PeftModel
+
+    @staticmethod
+    def checkpoint(args, state) -> Path:
+        return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
         peft_cfg = self.adalora(model).peft_config["default"]
         peft_cfg.total_step = state.max_steps
         peft_cfg.tinit = round(self.cfg.tinit * state.max_steps)
         peft_cfg.tfinal = round(self.cfg.tfinal * state.max_steps)
+        if state.global_step:  # resumed: the pattern of the checkpoint the Trainer took up
+            self.rank_pattern = json.loads((self.checkpoint(args, state) / RANK_PATTERN_FILE).read_text())
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
         # After the optimizer step and before the gradients are cleared, as PEFT's update_and_allocate needs.
+        peft_cfg = self.adalora(model).peft_config["default"]
+        peft_cfg.rank_pattern = self.rank_pattern
         self.adalora(model).base_model.update_and_allocate(state.global_step)
+        self.rank_pattern, peft_cfg.rank_pattern = peft_cfg.rank_pattern, None
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
+        # Before the epoch log marks the checkpoint complete (method callbacks come first in the Trainer's list).
+        if state.is_world_process_zero:
+            pattern = json.dumps(self.rank_pattern)
+            atomic_write(self.checkpoint(args, state) / RANK_PATTERN_FILE, lambda tmp: tmp.write_text(pattern))
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
+        # Trained: PEFT's own save_pretrained may now cut the adapter to its final ranks, as it is meant to.
+        self.adalora(model).peft_config["default"].rank_pattern = self.rank_pattern
 
 
 def owns(name: str) -> bool:

@@ -357,7 +357,8 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
         eval_dataset=data.evals,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=log.compute,
-        callbacks=[log, SaveOnSignal(), *training_callbacks(cfg.method)],
+        # The method's callbacks first: what they save with a checkpoint is there before `log` marks it complete.
+        callbacks=[*training_callbacks(cfg.method), log, SaveOnSignal()],
         compute_loss_func=example_mean_loss if args.average_tokens_across_devices else None,
     )
     log.trainer = trainer
