@@ -85,11 +85,14 @@ RANK_CLAIMS = (
 # What the successors' own papers claim against LoRA, at the same rank and targets where they share LoRA's.
 SUCCESSOR_CLAIMS = (
     Claim("DoRA", "DoRA ≥ LoRA at the same rank", METHOD_LABELS["dora"], LORA, 0.0,
-          "Liu et al. (2024): DoRA outperforms LoRA across models and tasks"),
+          "Liu et al. (2024): DoRA outperforms LoRA across models and tasks, at the same rank (its count: LoRA's "
+          "plus a magnitude per output feature)"),
     Claim("rsLoRA", "rsLoRA ≥ LoRA at the same rank", METHOD_LABELS["rslora"], LORA, 0.0,
-          "Kalajdzievski (2023): alpha/sqrt(r) learns better than alpha/r (its gain grows with r)"),
+          "Kalajdzievski (2023): alpha/sqrt(r) learns better than alpha/r (its gain grows with r), at the same "
+          "rank (its count: LoRA's)"),
     Claim("PiSSA", "PiSSA ≥ LoRA at the same rank", METHOD_LABELS["pissa"], LORA, 0.0,
-          "Meng et al. (2024): PiSSA converges faster and ends higher than LoRA"),
+          "Meng et al. (2024): PiSSA converges faster and ends higher than LoRA, at the same rank (its count: "
+          "LoRA's)"),
     Claim("VeRA", "VeRA is within 1 point of LoRA (or above it) with fewer parameters", METHOD_LABELS["vera"],
           LORA, -1.0,
           "Kopiczko et al. (2024): VeRA matches LoRA on GLUE with 10x fewer trainable parameters, counting the "

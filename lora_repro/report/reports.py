@@ -301,7 +301,8 @@ def successors_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds:
     claims = claims_report(claims_table(records, SUCCESSOR_CLAIMS, method_key), SUCCESSOR_CLAIMS,
                            "Every successor runs LoRA's rank and weights where it shares LoRA's options (DoRA, "
                            "rsLoRA, PiSSA: r=8, α=16 on Wq,Wv; AdaLoRA: a budget of rank 8 on Wq,Wv); VeRA and "
-                           "(IA)³ with their papers' settings.",
+                           "(IA)³ with their papers' settings. What each paper claims, and which parameter count it "
+                           "uses: " + "; ".join(f"{c.name}: {c.source}" for c in SUCCESSOR_CLAIMS) + ".",
                            "LoRA's successors on MiniLM: measured differences, 95% bootstrap intervals, verdicts")
     figures = {"successors_tasks": task_figure(tidy[(tidy["task"] != AVG) & (tidy["label"] != "Trivial")],
                                                baseline)}

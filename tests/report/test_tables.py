@@ -189,6 +189,9 @@ def test_successors_sit_beside_the_minis_rows_on_their_own_tasks(tmp_path):
     assert shown.loc["VeRA", "Parameters A / B: own; with the head"] == (
         f"{vera['A_params_own']:,} / {vera['B_params_own']:,}; {vera['A_params_trainable']:,} / "
         f"{vera['B_params_trainable']:,}")
+    # Which count each successor's paper uses, AdaLoRA's budget included.
+    assert any("AdaLoRA: Zhang et al. (2023)" in n and "final average rank" in n and "VeRA: Kopiczko" in n
+               for n in notes)
     assert any(n.startswith("Learning rates: no search of the successors' rates is committed yet")
                for n in report.sections[0].notes)
 
