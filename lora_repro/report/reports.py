@@ -169,9 +169,9 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
              "Seeds to settle: seeds per cell at which a difference of the observed size and spread would clear "
              "the margin at the line's level (∞: the examples alone are too noisy). A verdict is whatever the "
              "records say: nothing is tuned to make a claim hold.",
-             "Parameters come both ways: the method's own (what the LoRA paper counts, and what the successors' "
-             "papers count for themselves) and all that trains, the classification head included, which trains "
-             "under every method and can outweigh a small method's own many times.", where]
+             "Parameters come both ways: the method's own (what the LoRA paper counts) and all that trains, the "
+             "classification head included, which trains under every method and can outweigh a small method's "
+             "own many times.", where]
     if table.empty:
         return Report("claims", title, [Section("Claims", None, ["No completed runs with predictions."])], table)
     shown = pd.DataFrame({
