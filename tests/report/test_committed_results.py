@@ -15,7 +15,10 @@ MINI = ROOT / "results" / "mini"
 REPORTS = {"mini": ("results/mini", ["results/mini/runs", "results/mini/ranks/runs"]),
            "lr_search": ("results/mini/lr_search", ["results/mini/lr_search/runs"]),
            "precision": ("results/mini/precision", ["results/mini/precision/runs"]),
-           "successors": ("results/successors", ["results/successors/runs", "results/mini/runs"])}
+           "successors_lr": ("results/successors/lr_search", ["results/successors/lr_search/runs"]),
+           # The successors' report also checks each rate against the successors' search.
+           "successors": ("results/successors", ["results/successors/runs", "results/mini/runs",
+                                                 "results/successors/lr_search/runs"])}
 
 
 @pytest.mark.parametrize("name", list(REPORTS))
