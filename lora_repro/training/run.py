@@ -181,7 +181,8 @@ def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig,
     """Save what the method trained (safetensors), at the final and, if it differs, the best epoch.
 
     The whole model is saved only if asked for full_ft (train.save_full_model=true). LoRA-style methods also
-    keep their A and B alone in fp16 (`FACTORS_FILE`), the part of a run that is committed with its record.
+    keep their A and B alone in fp16 (`FACTORS_FILE`), committed with the record where `lora-repro analyze` reads
+    them (the mini's rank runs; .gitignore).
     """
     if cfg.method.name == "full_ft" and not cfg.train.save_full_model:
         return {"weights": ""}  # 100% of the model: kept only on request
