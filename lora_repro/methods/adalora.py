@@ -16,19 +16,18 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from omegaconf import DictConfig
 from peft import AdaLoraConfig as PeftAdaLoraConfig
 from peft import PeftModel, get_peft_model
 from torch import nn
 from transformers import TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lora_repro.errors import UserError
 from lora_repro.methods.registry import check_int, register
 from lora_repro.methods.targets import linear_layers
 from lora_repro.records.io import atomic_write
+from lora_repro.training.checkpoints import checkpoint_folder
 
 # PEFT needs the run's step count when the model is built; the real one is set when training starts.
 STEPS_UNTIL_TRAINING = 1_000_000
@@ -92,17 +91,13 @@ class RankBudget(TrainerCallback):
     def adalora(model: nn.Module) -> PeftModel:
         return getattr(model, "module", model)  # DDP wraps the PeftModel
 
-    @staticmethod
-    def checkpoint(args, state) -> Path:
-        return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-
     def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
         peft_cfg = self.adalora(model).peft_config["default"]
         peft_cfg.total_step = state.max_steps
         peft_cfg.tinit = round(self.cfg.tinit * state.max_steps)
         peft_cfg.tfinal = round(self.cfg.tfinal * state.max_steps)
         if state.global_step:  # resumed: the pattern of the checkpoint the Trainer took up
-            self.rank_pattern = json.loads((self.checkpoint(args, state) / RANK_PATTERN_FILE).read_text())
+            self.rank_pattern = json.loads((checkpoint_folder(args, state) / RANK_PATTERN_FILE).read_text())
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
         # After the optimizer step and before the gradients are cleared, as PEFT's update_and_allocate needs.
@@ -115,7 +110,7 @@ class RankBudget(TrainerCallback):
         # Before the epoch log marks the checkpoint complete (method callbacks come first in the Trainer's list).
         if state.is_world_process_zero:
             pattern = json.dumps(self.rank_pattern)
-            atomic_write(self.checkpoint(args, state) / RANK_PATTERN_FILE, lambda tmp: tmp.write_text(pattern))
+            atomic_write(checkpoint_folder(args, state) / RANK_PATTERN_FILE, lambda tmp: tmp.write_text(pattern))
 
     def on_train_end(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
         # Trained: PEFT's own save_pretrained may now cut the adapter to its final ranks, as it is meant to.

@@ -25,7 +25,6 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lora_repro.data.glue import GlueData
 from lora_repro.data.tasks import selection_metric
@@ -35,10 +34,17 @@ from lora_repro.hardware import resolve_precision
 from lora_repro.methods import load_trainable_state_dict, trainable_state_dict, training_callbacks
 from lora_repro.metrics import compute_metrics, predictions_from_logits
 from lora_repro.records.io import atomic_write
+from lora_repro.training.checkpoints import (
+    BEST_TRAINABLE_FILE,
+    EPOCH_LOG_FILE,
+    EPOCH_LOG_LOGITS,
+    TRAINABLE_FILE,
+    all_checkpoints,
+    checkpoint_folder,
+    last_complete_checkpoint,
+)
 from lora_repro.training.preemption import SaveOnSignal
 
-EPOCH_LOG_FILE, EPOCH_LOG_LOGITS = "epoch_log.json", "epoch_log_logits.npz"
-TRAINABLE_FILE, BEST_TRAINABLE_FILE = "trainable.safetensors", "best_trainable.safetensors"
 logger = logging.getLogger(__name__)
 
 
@@ -277,7 +283,7 @@ class EpochLog(TrainerCallback):
             "loss": mean_over_processes(self.trainer._tr_loss.detach(), args.device),
             "since_step": self.trainer._globalstep_last_logged}
         if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            folder = checkpoint_folder(args, state)
             arrays = {f"{epoch}/{split}": logits for epoch, splits in self.logits.items()
                       for split, logits in splits.items()}
             np.savez(folder / EPOCH_LOG_LOGITS, **arrays)
@@ -384,24 +390,6 @@ def example_mean_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.T
     return (losses * real).sum() / num_items_in_batch
 
 
-def last_complete_checkpoint(output_dir: Path) -> Path | None:
-    """The newest checkpoint that holds everything a resume needs, or None.
-
-    Newer, incomplete ones (a kill during a save) are deleted, so that the Trainer's rotation never keeps one of
-    them in place of a complete one.
-    """
-    if not output_dir.is_dir():
-        return None
-    folders = sorted(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"), key=lambda f: int(f.name.rpartition("-")[2]),
-                     reverse=True)
-    for folder in folders:
-        if (folder / EPOCH_LOG_FILE).is_file() and (folder / "trainer_state.json").is_file():
-            return folder
-        logger.warning("discarding %s: it was not saved completely (the run was stopped during the save)", folder)
-        shutil.rmtree(folder, ignore_errors=True)
-    return None
-
-
 def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, output_dir: Path
         ) -> tuple[EpochLog, dict[str, float]]:
     """Train `model` on `data.train`, evaluating every dev set after each epoch.
@@ -428,6 +416,6 @@ def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, outp
 
         wandb.finish()  # flush the run's files now, not at interpreter exit
     if trainer.is_world_process_zero():
-        for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        for folder in all_checkpoints(output_dir):
             shutil.rmtree(folder)  # the run is done: its record and artifacts hold what matters
     return log, dict(output.metrics)
