@@ -50,9 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if len(args.ranks) != 2 or args.ranks[0] >= args.ranks[1]:
         raise UserError(f"--ranks takes two ranks, the smaller first (e.g. 8,64), got {args.ranks}")
-    runs, without = lora_runs(args.runs or [DEFAULT_RUNS])
-    report = build_analysis(runs, Backbones(), ranks=args.ranks, seed_rank=args.seed_rank,
-                            targets=targets_key(args.targets.split(",")), skipped=len(without))
+    targets = targets_key(args.targets.split(","))
+    runs, without = lora_runs(args.runs or [DEFAULT_RUNS], targets)
+    report = build_analysis(runs, Backbones(), ranks=args.ranks, seed_rank=args.seed_rank, targets=targets,
+                            skipped=len(without))
     command = shlex.join(["lora-repro", "analyze", *(sys.argv[1:] if argv is None else argv)])
     write_report(report, args.out, command)
     print(to_markdown(report, command) + "\n" + to_markdown(report.companions[0], command))

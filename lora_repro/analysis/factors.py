@@ -23,7 +23,7 @@ from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.methods.targets import layer_weight
 from lora_repro.records.record import WEIGHTS_FILE, completed_record
 from lora_repro.records.schema import COMPLETED, CompletedRecord
-from lora_repro.records.store import load_records
+from lora_repro.records.store import load_records, targets_key
 
 __all__ = ["LoraRun", "Backbones", "lora_runs", "scale"]
 
@@ -57,11 +57,13 @@ def scale(method: str, alpha: float, r: int) -> float:
     return float(alpha) / (np.sqrt(r) if method == "rslora" else r)
 
 
-def lora_runs(paths: Sequence[Path]) -> tuple[list[LoraRun], list[Path]]:
-    """Every completed LoRA (or rsLoRA) run under `paths` with readable factors.
+def lora_runs(paths: Sequence[Path], targets: str) -> tuple[list[LoraRun], list[Path]]:
+    """Every completed LoRA (or rsLoRA) run under `paths` on the weight set `targets` (`targets_key` order).
+
+    Only those runs' factors are read: runs on other weights may have none (results/ commits the analysed ones).
 
     Returns:
-        The runs, and the folders of completed LoRA runs that kept no factors (neither file is there).
+        The runs, and the folders of completed LoRA runs on `targets` that kept no factors (neither file is there).
     """
     records = load_records(paths)
     rows = records[records["method"].isin(ANALYSED) & (records["status"] == COMPLETED)]
@@ -69,6 +71,8 @@ def lora_runs(paths: Sequence[Path]) -> tuple[list[LoraRun], list[Path]]:
     for row in rows.itertuples(index=False):
         folder = Path(row.path).parent
         record = completed_record(folder)
+        if targets_key(record.run_info.config["method"]["targets"]) != targets:
+            continue
         factors = _read_factors(folder, record)
         if factors is None:
             without.append(folder)
@@ -103,7 +107,7 @@ def _lora_run(folder: Path, record: CompletedRecord, state: dict[str, torch.Tens
     if not a or a.keys() != b.keys():
         raise UserError(f"{folder}: its LoRA factors are incomplete; delete that run folder and rerun it")
     return LoraRun(path=folder, task=config.task.name, model=model_cfg.name, seed=int(config.seed),
-                   r=int(method.r), targets=",".join(method.targets),
+                   r=int(method.r), targets=targets_key(method.targets),
                    scale=scale(method.name, method.alpha, int(method.r)), model_cfg=model_cfg,
                    modules=modules, a=a, b=b)
 

@@ -61,12 +61,10 @@ def similarities(pairs: Sequence[Pair], kind: str) -> tuple[pd.DataFrame, dict[t
     return pd.DataFrame(rows), {key: np.mean(stack, axis=0) for key, stack in grids.items()}
 
 
-def amplifications(runs: Sequence[LoraRun], targets: str, backbones: Backbones) -> pd.DataFrame:
-    """Table 7's numbers for every run on `targets`, layer and weight."""
+def amplifications(runs: Sequence[LoraRun], backbones: Backbones) -> pd.DataFrame:
+    """Table 7's numbers for every run, layer and weight."""
     rows = []
     for run in runs:
-        if run.targets != targets:
-            continue
         for key in sorted(run.a):
             result = amplification(run.delta(key), backbones.weight(run, key), run.r, seed=run.seed,
                                    weight_svd=backbones.svd(run, key))
@@ -154,30 +152,30 @@ def build_analysis(runs: Sequence[LoraRun], backbones: Backbones, *, ranks: tupl
     """The whole analysis of `runs` as a report (with the amplification table as a companion).
 
     Args:
-        runs: the finished LoRA runs (see `analysis.factors.lora_runs`).
+        runs: the finished LoRA runs on `targets` (see `analysis.factors.lora_runs`).
         backbones: where the frozen W comes from.
         ranks: the two ranks of Figure 3 (the paper: 8 and 64).
         seed_rank: the rank of Figure 4's seed pairs (the paper: 64).
         targets: the weight set analysed, in the paper's order (the paper: q,v).
-        skipped: completed LoRA runs without stored factors (reported, not analysed).
+        skipped: completed LoRA runs on `targets` without stored factors (reported, not analysed).
 
     Raises:
         UserError: no pair of runs for Figure 3 or Figure 4 (the message lists what there is).
     """
-    chosen = [run for run in runs if run.targets == targets]
-    have = sorted({(run.r, run.seed) for run in chosen})
+    have = sorted({(run.r, run.seed) for run in runs})
     small, large = ranks
-    by_rank, by_seed = rank_pairs(chosen, small, large), seed_pairs(chosen, seed_rank)
+    by_rank, by_seed = rank_pairs(runs, small, large), seed_pairs(runs, seed_rank)
     if not by_rank or not by_seed:
+        unread = f" and {skipped} run(s) without factors (rerun them with train.force=true)" if skipped else ""
         raise UserError(f"need LoRA runs on {{{targets}}} with r={small} and r={large} for one seed, and two seeds "
-                        f"at r={seed_rank}; found (r, seed) {have or 'none'}. Run `make mini-ranks`, or pass "
-                        "--runs / --ranks / --seed-rank to match your runs")
+                        f"at r={seed_rank}; found (r, seed) {have or 'none'}{unread}. Run `make mini-ranks`, or "
+                        "pass --runs / --ranks / --seed-rank to match your runs")
     ranks_table, rank_grids = similarities(by_rank, f"r={small} vs r={large}")
     seeds_table, seed_grids = similarities(by_seed, f"two seeds at r={seed_rank}")
-    where = sorted({f"{run.model}, {task_name(run.task)}" for run in chosen})
+    where = sorted({f"{run.model}, {task_name(run.task)}" for run in runs})
     common = (f"φ(i, j) = ‖U_iᵀ U_j‖²_F / min(i, j) over the top right-singular vectors of the two runs' A "
               f"(1 = same subspace, 0 = orthogonal); median over pairs. Runs: {'; '.join(where)}, weights "
-              f"{{{targets}}}, {len(chosen)} runs.")
+              f"{{{targets}}}, {len(runs)} runs.")
     sections = [
         similarity_section(ranks_table, f"Figure 3 analog: A of r={small} against A of r={large}, same seed", [
             common, "The paper (GPT-3 175B, layer 48, another model): the top direction is shared, "
@@ -197,4 +195,4 @@ def build_analysis(runs: Sequence[LoraRun], backbones: Backbones, *, ranks: tupl
                   sections=sections, tidy=pd.concat([ranks_table, seeds_table], ignore_index=True),
                   figures={"subspace_ranks": heatmaps(rank_grids, f"j (r={large})", f"i (r={small})"),
                            "subspace_seeds": heatmaps(seed_grids, "j (second seed)", "i (first seed)")},
-                  companions=[amplification_report(amplifications(chosen, targets, backbones), amp_notes)])
+                  companions=[amplification_report(amplifications(runs, backbones), amp_notes)])

@@ -81,6 +81,24 @@ def test_amplification_uses_the_runs_own_update_and_frozen_weight(monkeypatch, l
     assert row["factor"] == pytest.approx(expected.factor, rel=2e-2)
 
 
+def test_only_the_analysed_weights_runs_are_read(monkeypatch, capsys, lora_runs, tmp_path):
+    # A run on other weights that kept no factors, as results/ commits only the analysed weights' factors.
+    runs_dir, _ = lora_runs
+    other = tiny_run_cfg(tmp_path, write_tiny_glue(tmp_path / "glue_data"),
+                         overrides=["method=lora", "method.r=4", "method.targets=[q,k]"])
+    run(other)
+    for weights in run_dir_for(other).glob("*.safetensors"):
+        weights.unlink()
+    both = ["--runs", str(runs_dir), "--runs", str(tmp_path / "experiments"), "--ranks", "2,4", "--seed-rank", "4"]
+    assert analyze(monkeypatch, *both, "--out", str(tmp_path / "qv")) == 0
+    assert "kept no factors" not in (tmp_path / "qv" / "analysis.md").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert analyze(monkeypatch, *both, "--targets", "k,q", "--out", str(tmp_path / "qk")) == 2
+    err = capsys.readouterr().err
+    assert "on {q,k}" in err and "1 run(s) without factors (rerun them with train.force=true)" in err
+    assert err.count("\n") == 1 and not (tmp_path / "qk").exists()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--ranks", "8"], "--ranks takes two ranks"),
     (["--ranks", "8,x"], "must be ranks >= 1"),
