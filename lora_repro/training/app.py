@@ -87,7 +87,7 @@ def train(cfg: DictConfig) -> float:
             return done
         from lora_repro.training.run import run  # heavy imports only for a run that trains
 
-        value = run(cfg, run_id)
+        outcome = run(cfg, run_id)
     except Exception as err:
         if sweep:
             log.error("run failed: %s: %s", type(err).__name__, err)
@@ -100,8 +100,8 @@ def train(cfg: DictConfig) -> float:
             sys.exit(EXIT_USER_ERROR)
         raise
     if sweep:
-        write_outcome("skipped" if math.isnan(value) else "trained")
-    return value
+        write_outcome("trained" if outcome.trained else "skipped")
+    return outcome.value
 
 
 def main() -> None:

@@ -266,7 +266,15 @@ def train_and_record(cfg: DictConfig, run_id: RunId, record: RunRecord | None, t
     return train_info.best.value
 
 
-def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What `run` did: the headline dev value (NaN if another process has the run), and whether it trained here."""
+
+    value: float
+    trained: bool
+
+
+def run(cfg: DictConfig, run_id: RunId | None = None) -> Outcome:
     """Run (or skip, if already completed) the fine-tuning described by `cfg`.
 
     Args:
@@ -280,19 +288,20 @@ def run(cfg: DictConfig, run_id: RunId | None = None) -> float:
     done = from_main(None if cfg.train.force else completed_value(run_id, reuse))
     if done is not None:
         log.info("skipping %s: already completed with this config (train.force=true reruns it)", run_id.run_dir)
-        return done
+        return Outcome(done, trained=False)
     check_writable(Path(cfg.paths.runs_dir), "paths.runs_dir")
     tokenizer, data, model = build(cfg)
     with claim(run_id.run_dir) as mine:
         if not from_main(mine):  # another process (a second copy of the sweep) is training this very run
             log.info("skipping %s: another process is running it", run_id.run_dir)
-            return float("nan")
+            return Outcome(math.nan, trained=False)
         done = from_main(None if cfg.train.force else completed_value(run_id, reuse))  # it may have finished
-        if done is not None:
-            return done
+        if done is not None:  # by another process, while this one was building the model
+            log.info("skipping %s: another process completed it", run_id.run_dir)
+            return Outcome(done, trained=False)
         record = RunRecord.start(cfg, run_id, device_name()) if is_main_process() else None
         try:
-            return train_and_record(cfg, run_id, record, tokenizer, data, model)
+            return Outcome(train_and_record(cfg, run_id, record, tokenizer, data, model), trained=True)
         except Preempted:  # saved in a checkpoint: `running`, as a killed run, and the rerun resumes it
             raise
         except BaseException as err:  # includes KeyboardInterrupt: the record must not stay `running`

@@ -29,6 +29,6 @@ def test_the_first_run_of_every_experiment_trains(experiment, tmp_path, glue_dir
         cfg.data.selection_rows = 8  # SST-2's held-out selection rows, out of the tiny files' 48
         if "bottleneck" in cfg.method:  # the tiny model's hidden size is 32
             cfg.method.bottleneck = min(cfg.method.bottleneck, 8)
-    value = run(cfg)
+    value = run(cfg).value
     record = read_record(run_dir_for(cfg))
     assert record.status == "completed" and record.train_info.best.value == value

@@ -33,7 +33,7 @@ def test_a_run_starts_from_the_method_weights_of_the_mnli_run(tmp_path, glue_dir
     # The head is new: RTE's classifier has 2 outputs (MNLI's had 3), and the pooler is the backbone's again.
     assert started["classifier.weight"].shape[0] == 2 and saved["classifier.weight"].shape[0] == 3
     assert not torch.equal(started["bert.pooler.dense.weight"], saved["bert.pooler.dense.weight"])
-    assert run(cfg) >= 0  # and it trains to a completed record
+    assert run(cfg).value >= 0  # and it trains to a completed record
 
 
 def test_init_from_without_a_source_run_says_what_to_run_first(tmp_path, glue_dir):

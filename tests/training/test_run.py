@@ -50,7 +50,7 @@ def test_every_method_trains_on_every_architecture(tmp_path, glue_dir, architect
     # fp32: under bf16 autocast, VeRA on DeBERTa-v2 stops inside transformers (its attention fills a bf16 score
     # tensor with float32's minimum, taken from VeRA's fp32 query); a known limit, see the README.
     cfg = tiny_run_cfg(tmp_path, glue_dir, architecture, [*method, "train.precision=fp32"])
-    score = run(cfg)
+    score = run(cfg).value
     run_dir = run_dir_for(cfg)
     record = read_record(run_dir)
     info = record.train_info
@@ -119,6 +119,26 @@ def test_completed_run_is_skipped_and_running_one_is_redone(tmp_path, glue_dir, 
     assert not completed_record(run_dir)
     run(cfg)
     assert completed_record(run_dir)
+
+
+def test_a_run_another_process_completed_meanwhile_is_skipped_not_counted_as_trained(tmp_path, glue_dir, monkeypatch):
+    # Two copies of one sweep: the other copy finished this run while this one was building its model. The
+    # sweep's summary counts what `run` says it trained (`lora-repro train -m` writes `outcome.trained`).
+    import lora_repro.training.run as run_module
+
+    cfg = tiny_run_cfg(tmp_path, glue_dir)
+    first = run(cfg)
+    assert first.trained
+    real, checks = run_module.completed_value, []
+
+    def completed_after_the_first_check(*args):
+        checks.append(args)
+        return None if len(checks) == 1 else real(*args)
+
+    monkeypatch.setattr(run_module, "completed_value", completed_after_the_first_check)
+    monkeypatch.setattr(run_module, "fit", lambda *a, **k: pytest.fail("a completed run was redone"))
+    again = run(cfg)
+    assert len(checks) == 2 and not again.trained and again.value == first.value
 
 
 def test_force_reruns_a_completed_run_in_its_own_folder(tmp_path, glue_dir):
@@ -195,7 +215,7 @@ def test_real_minilm_lora_sst2_beats_the_majority_class(tmp_path):
     """The issue's bar: 2,000 real SST-2 examples, one epoch, >= 70% on the real 872-example dev set."""
     cfg = compose_config([f"paths.root={tmp_path}", "task=sst2", "data.max_train_samples=2000"])
     assert (cfg.model.name, cfg.method.name) == ("minilm", "lora")  # the defaults
-    accuracy = run(cfg)
+    accuracy = run(cfg).value
     record = read_record(run_dir_for(cfg))
     assert record.train_info.eval_examples == {"dev": 872}
     assert accuracy >= 0.70, f"dev accuracy {accuracy:.3f} (majority class: 0.509)"
