@@ -20,6 +20,7 @@ import sys
 from importlib import metadata
 
 from lora_repro.config import group_choices
+from lora_repro.distributed import is_main_process
 from lora_repro.errors import EXIT_USER_ERROR, UserError, choose, user_error_in
 
 # Config groups whose choice is a file name: checked before Hydra starts, so that a typo gets the
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # every command reports bad input the same way, also from inside a resolver
         if (user_error := user_error_in(err)) is None:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
+        if is_main_process():  # every process of a distributed run meets the same bad input: one line
+            print(f"error: {user_error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
 

@@ -495,6 +495,8 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
                                       not_results_note(chosen)]))
         return params_report(models, note)
     require_completed(chosen, name)
+    if name != "precision":
+        check_one_precision(name, [chosen, rank_records, search_records])
     if name in ("table5", "table6"):
         return sweep_report(int(name[-1]), chosen, seeds)
     if name in RATE_SEARCHES:
@@ -510,3 +512,18 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
 
 
 REPORTS = tuple(DEFAULT_SEEDS)
+
+
+def check_one_precision(name: str, tables: Sequence[pd.DataFrame | None]) -> None:
+    """Refuse a report whose completed runs were trained in more than one precision: no table mixes them.
+
+    Runs in another precision are other runs (another identity), so a runs folder can hold both, e.g. fp32 runs
+    trained beside the committed bf16 mini on a CPU without native bf16.
+    """
+    rows = pd.concat([t for t in tables if t is not None and not t.empty])
+    counts = rows[rows["status"] == COMPLETED]["train.precision"].value_counts().sort_index()
+    if len(counts) > 1:
+        found = ", ".join(f"{count} {precision}" for precision, count in counts.items())
+        raise UserError(f"report {name}: its runs were trained in more than one precision ({found} runs), and a "
+                        "table never mixes them; keep each precision in its own runs folder (paths.runs_dir) and "
+                        "report each with --runs")

@@ -19,11 +19,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lora_repro.config import CONF_DIR
-from lora_repro.distributed import from_main
+from lora_repro.distributed import from_main, is_main_process
 from lora_repro.errors import EXIT_USER_ERROR, user_error_in
 from lora_repro.records.identity import RunId, run_config
 from lora_repro.records.record import completed_value
-from lora_repro.training.sweep_summary import FAILED_SWEEPS, write_outcome
+from lora_repro.training.spawn import gpus_to_spawn, run_under_torchrun
+from lora_repro.training.sweep_summary import FAILED_SWEEPS, OUTCOME_ENV, write_outcome
 
 _job_started = False
 # What SLURM sets in a job that was given GPUs (--gpus-per-node / --gres=gpu:N).
@@ -76,31 +77,46 @@ def train(cfg: DictConfig) -> float:
     join_submitit_tasks()
     # In a sweep a failing run is recorded and reported at the end, and the other runs go on.
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    reports_outcome = sweep or OUTCOME_ENV in os.environ  # a sweep's job, or a run its job relaunched
     try:
         cfg = run_config(cfg)
         run_id = RunId.of(cfg)  # computed once, passed on
         done = from_main(None if cfg.train.force else completed_value(run_id, cfg.paths.reuse_runs_dirs))
         if done is not None:  # resume without paying for transformers imports
             print(f"skipping {run_id.run_dir}: already completed with this config (train.force=true reruns it)")
-            if sweep:
-                write_outcome("skipped")
+            if reports_outcome:
+                write_outcome("skipped", value=done)
             return done
+        if gpus := gpus_to_spawn():  # one process on a multi-GPU node: the run is one process per GPU
+            from lora_repro.training.run import check_settings
+
+            check_settings(cfg)  # bad settings as one line here, before torchrun starts a process per GPU
+            value, relaunched = run_under_torchrun(gpus)
+            if not sweep and relaunched["status"] == "failed":  # bad input: the relaunched run printed its line
+                if relaunched["exit_code"] == EXIT_USER_ERROR:
+                    discard_hydra_output(Path(cfg.paths.root))
+                else:
+                    print(f"error: {relaunched['detail']}", file=sys.stderr)
+                sys.exit(relaunched["exit_code"] or 1)
+            return value
         from lora_repro.training.run import run  # heavy imports only for a run that trains
 
         outcome = run(cfg, run_id)
     except Exception as err:
+        user_error = user_error_in(err)
+        if reports_outcome:
+            write_outcome("failed", str(user_error) if user_error else f"{type(err).__name__}: {err}")
         if sweep:
             log.error("run failed: %s: %s", type(err).__name__, err)
-            user_error = user_error_in(err)
-            write_outcome("failed", str(user_error) if user_error else f"{type(err).__name__}: {err}")
             return math.nan
-        if (user_error := user_error_in(err)) is not None:
+        if user_error is not None:
             discard_hydra_output(Path(cfg.paths.root))
-            print(f"error: {user_error}", file=sys.stderr)
+            if is_main_process():  # the other processes of a distributed run meet the same error
+                print(f"error: {user_error}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         raise
-    if sweep:
-        write_outcome("trained" if outcome.trained else "skipped")
+    if reports_outcome:
+        write_outcome("trained" if outcome.trained else "skipped", value=outcome.value)
     return outcome.value
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -22,9 +20,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.config import compose_config, config_context
 from lora_repro.errors import Unavailable, UserError
+from lora_repro.hardware import cpu_has_native_bf16
 from lora_repro.models import meta_counts
 from lora_repro.records.identity import RunId, run_config
 from lora_repro.records.record import RECORD_FILE, read_record, reusable_run
+from lora_repro.training.estimate import (
+    ASSUMED_UTILIZATION,
+    EMULATED_BF16_SLOWDOWN,
+    MeasuredRuns,
+    gpu_hours,
+    run_pflops,
+)
 from lora_repro.training.run import check_settings
 
 log = logging.getLogger(__name__)
@@ -84,36 +90,22 @@ def plan_status(run_id: RunId, reuse_runs_dirs: list[str]) -> str:
     return "reusable" if status != "completed" and reusable_run(run_id, reuse_runs_dirs) is not None else status
 
 
-def matmul_flops_per_second() -> float:
-    """This device's dense fp32 matmul rate, measured for about half a second."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    a = torch.randn(1024, 1024, device=device)
-    torch.mm(a, a)
-    started, n = time.perf_counter(), 0
-    while time.perf_counter() - started < 0.5:
-        torch.mm(a, a)
-        n += 1
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return 2 * 1024**3 * n / (time.perf_counter() - started)
-
-
-def estimated_flops(cfg: DictConfig, total_params: int) -> float:
-    """Upper bound on a run's FLOPs: inputs padded to max_seq_length, official GLUE split sizes.
-
-    Training costs about 6 x params per token when every weight gets a gradient and about 4 x when
-    the backbone is frozen (no weight gradients); evaluation 2 x params per token.
-    """
+def train_examples(cfg: DictConfig) -> int:
+    """The training rows a run uses (the official split size, or the subset asked for)."""
     sizes = cfg.task.num_examples
-    train_n = min(sizes.train, cfg.data.max_train_samples or sizes.train)
+    return min(sizes.train, cfg.data.max_train_samples or sizes.train)
+
+
+def estimated_pflops(cfg: DictConfig, total_params: int) -> float:
+    """Upper bound on a run's PFLOPs (`estimate.run_pflops`) from its config and the official split sizes."""
+    sizes = cfg.task.num_examples
     eval_n = sum(min(sizes[s], cfg.data.max_eval_samples or sizes[s]) for s in cfg.task.eval_splits)
-    per_token = 6 if cfg.method.name == "full_ft" else 4
-    tokens = cfg.train.max_seq_length * cfg.train.epochs
-    return float(total_params) * tokens * (per_token * train_n + 2 * eval_n)
+    return run_pflops(total_params, cfg.train.max_seq_length, cfg.train.epochs, train_examples(cfg), eval_n,
+                      cfg.method.name == "full_ft")
 
 
 # Columns of the plan that `preflight` reads and `lora-repro plan` does not print.
-UNPRINTED_COLUMNS = ("run_dir", "trainable_params", "unavailable", "config")
+UNPRINTED_COLUMNS = ("run_dir", "trainable_params", "unavailable", "config", "train_examples", "recipe_precision")
 
 
 def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
@@ -145,7 +137,8 @@ def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
                      "lr": cfg.train.learning_rate, "batch": cfg.train.batch_size, "epochs": cfg.train.epochs,
                      "max_len": cfg.train.max_seq_length, "precision": precision, "init_from": cfg.train.init_from,
                      "method_params": counted[key].method, "status": status,
-                     "pflops": estimated_flops(cfg, counted[key].total) / 1e15, "run_dir": str(run_dir),
+                     "pflops": estimated_pflops(cfg, counted[key].total), "run_dir": str(run_dir),
+                     "train_examples": train_examples(cfg), "recipe_precision": cfg.train.precision,
                      "trainable_params": counted[key].trainable, "unavailable": unavailable, "config": cfg})
     return pd.DataFrame(rows)
 
@@ -153,18 +146,6 @@ def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
 def job_method_overrides(cfg: DictConfig) -> list[str]:
     method = OmegaConf.to_container(cfg.method, resolve=True)
     return [f"{k}={v}" for k, v in method.items() if k not in ("name", "learning_rate")]
-
-
-# GPU hours are quoted for these cards at an assumed 40% of their dense bf16 tensor-core peak (NVIDIA's
-# A100 and H100 SXM datasheets: 312 and 989 TFLOP/s); fine-tuning encoders at batch 16-32 typically reaches
-# 30-50%. An assumption, not a measurement: the plan says so.
-GPU_PEAK_TFLOPS = {"A100": 312.0, "H100": 989.0}
-ASSUMED_UTILIZATION = 0.4
-
-
-def gpu_hours(pflops: float) -> dict[str, float]:
-    """Hours of one GPU of each kind for `pflops` PFLOP at the assumed utilization."""
-    return {gpu: pflops * 1e15 / (peak * 1e12 * ASSUMED_UTILIZATION) / 3600 for gpu, peak in GPU_PEAK_TFLOPS.items()}
 
 
 def plan_main() -> None:
@@ -176,14 +157,37 @@ def plan_main() -> None:
     todo = table[~table.status.isin(["completed", "reusable"])]
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 40):
         print(table.drop(columns=list(UNPRINTED_COLUMNS)).to_string(index=False))
-    rate = matmul_flops_per_second()
-    hours = todo.pflops.sum() * 1e15 / rate / 3600
-    device = "GPU" if torch.cuda.is_available() else "CPU"
     print(f"\n{len(table)} runs: {len(table) - len(todo)} completed or reusable (skipped on launch), "
-          f"{len(todo)} to run; at most {todo.pflops.sum():.3g} PFLOP, about {hours:.3g} h on this {device} "
-          f"at its measured matmul rate of {rate / 1e9:.0f} GFLOP/s (an upper bound: inputs are padded per batch, "
-          "not to max_seq_length)")
-    gpus = ", ".join(f"{h:.3g} {gpu}-hours" for gpu, h in gpu_hours(todo.pflops.sum()).items())
-    print(f"On GPUs: about {gpus}, assuming {ASSUMED_UTILIZATION:.0%} of each card's dense bf16 peak "
-          f"({', '.join(f'{g} {t:g} TFLOP/s' for g, t in GPU_PEAK_TFLOPS.items())}; NVIDIA datasheets) - an "
-          "assumption, not a measurement")
+          f"{len(todo)} to run")
+    if not todo.empty:
+        for line in cost_lines(todo, sweep_base(sys.argv[1:]).hydra.launcher):
+            print(line)
+
+
+def cost_lines(todo: pd.DataFrame, launcher: DictConfig) -> list[str]:
+    """What the runs to train cost: CPU hours from the suite's measured runs, GPU hours in the recipe's precision."""
+    measured = MeasuredRuns({Path(cfg.paths.results_dir) for cfg in todo.config}
+                            | {Path(cfg.paths.runs_dir) for cfg in todo.config})
+    estimates = [measured.cpu_seconds(row) for row in todo.itertuples()]
+    known = [seconds for seconds, _ in estimates if seconds is not None]
+    bases = pd.Series([basis for _, basis in estimates]).value_counts()
+    lines = []
+    if known:
+        hours, parallel = sum(known) / 3600, launcher.get("n_jobs") or 1
+        wall = f", about {hours / parallel:.3g} h of wall time {parallel} at a time" if parallel > 1 else ""
+        lines.append(f"On this CPU: about {hours:.3g} CPU-hours at one thread per run{wall}, from "
+                     f"{len(measured.runs)} measured runs ({'; '.join(f'{n} by {b}' for b, n in bases.items())})")
+        if len(known) < len(todo):
+            lines.append(f"  ({len(todo) - len(known)} runs have no measured run to scale from and are not counted)")
+    if (emulated := todo[(todo.precision == "bf16")]).shape[0] and not cpu_has_native_bf16():
+        lines.append(f"  {len(emulated)} of these runs are bf16, which this CPU emulates (no AVX512-BF16 or AMX): "
+                     f"about {EMULATED_BF16_SLOWDOWN:g}x their fp32 time. The committed runs' tables rebuild without "
+                     "training (`lora-repro report NAME`); train.precision=fp32 trains fp32 runs instead, which are "
+                     "other runs (another identity): give them their own paths.runs_dir")
+    for precision, runs in todo.groupby("recipe_precision"):
+        gpus = ", ".join(f"{h:.3g} {gpu}-hours" for gpu, h in gpu_hours(runs.pflops.sum(), precision).items())
+        peak = "fp32 peak (TF32 off, PyTorch's default)" if precision == "fp32" else "fp16/bf16 tensor-core peak"
+        lines.append(f"On GPUs, the {len(runs)} {precision} runs: about {gpus}, assuming "
+                     f"{ASSUMED_UTILIZATION:.0%} of each card's {peak} (NVIDIA datasheets) and inputs padded to "
+                     "max_seq_length - an assumption, not a measurement")
+    return lines

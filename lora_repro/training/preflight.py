@@ -25,8 +25,9 @@ from omegaconf import DictConfig
 
 from lora_repro.errors import EXIT_USER_ERROR, UserError
 from lora_repro.models import check_loadable
+from lora_repro.training.estimate import gpu_hours
 from lora_repro.training.init_from import find_source_run
-from lora_repro.training.plan import gpu_hours, plan, sweep_base
+from lora_repro.training.plan import plan, sweep_base
 
 # A checkpoint holds the trained weights, AdamW's two moments (fp32) and this project's copy of the trained
 # weights: 4 fp32 copies of what trains. Two are kept per run (see `training_arguments`).
@@ -46,10 +47,10 @@ def launcher_problems(launcher: DictConfig, todo: pd.DataFrame) -> list[str]:
         problems.append(f"hydra.launcher.tasks_per_node={tasks} with gpus_per_node={gpus}: every run would refuse "
                         "to start (one process per GPU); set tasks_per_node equal to gpus_per_node")
     if not todo.empty:
-        hours = gpu_hours(todo.pflops.max())["A100"] / max(gpus, 1)
+        run = todo.loc[todo.pflops.idxmax()]
+        hours = gpu_hours(run.pflops, run.recipe_precision)["A100"] / max(gpus, 1)
         allowed = launcher.timeout_min / 60 * (launcher.max_num_timeout + 1)
         if hours > allowed:
-            run = todo.loc[todo.pflops.idxmax()]
             problems.append(f"the longest run ({run.task} {run.model} {run.method}) needs about {hours:.3g} h on "
                             f"{max(gpus, 1)} A100(s) (plan's estimate), more than hydra.launcher.timeout_min="
                             f"{launcher.timeout_min} x {launcher.max_num_timeout + 1} attempts allow; raise "

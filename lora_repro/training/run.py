@@ -99,7 +99,6 @@ def check_settings(cfg: DictConfig) -> None:
     check_known("train", cfg.train, TRAIN_KEYS)
     check_known("data", cfg.data, DATA_KEYS)
     choose("setup", cfg.setup, SETUPS)
-    check_one_process_per_gpu()
     if batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size).split and cfg.method.name == "adalora":
         # PEFT adds AdaLoRA's orthogonality penalty to the model's own loss, which a split step replaces.
         raise UserError("method=adalora needs one process and no gradient accumulation: set "
@@ -113,6 +112,7 @@ def build(cfg: DictConfig) -> tuple[Any, GlueData, torch.nn.Module]:
         cfg: A run config (`records.identity.run_config`): resolved, precision and selection made concrete.
     """
     check_settings(cfg)
+    check_one_process_per_gpu()
     set_seed(cfg.seed)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)

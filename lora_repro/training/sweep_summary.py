@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-__all__ = ["FAILED_SWEEPS", "OUTCOME_FILE", "SweepSummary", "write_outcome"]
+__all__ = ["FAILED_SWEEPS", "OUTCOME_ENV", "OUTCOME_FILE", "SweepSummary", "write_outcome"]
 
 OUTCOME_FILE = "lora_repro_outcome.json"  # in each job's Hydra output folder
+# Set by a job that relaunched its run under torchrun (`training.spawn`): the outcome goes to that job's folder.
+OUTCOME_ENV = "LORA_REPRO_OUTCOME_FILE"
 TOTAL_FILE = "lora_repro_jobs.json"  # in the sweep folder: how many jobs the sweep has
 log = logging.getLogger(__name__)
 
@@ -26,12 +30,31 @@ log = logging.getLogger(__name__)
 FAILED_SWEEPS: list[str] = []  # filled in the launching process when a summary found failures (exit status 1)
 
 
-def write_outcome(status: str, detail: str = "") -> None:
-    """Record this job's outcome (`trained`, `skipped` or `failed`) for the sweep's summary."""
-    output = Path(HydraConfig.get().runtime.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / OUTCOME_FILE).write_text(json.dumps({
-        "status": status, "detail": detail, "overrides": list(HydraConfig.get().overrides.task)}))
+def outcome_path() -> Path | None:
+    """Where this job's outcome goes: its own folder, or (a run relaunched under torchrun) its launcher's."""
+    relaunched = os.environ.get(OUTCOME_ENV)
+    if relaunched:  # only the main process of the distributed run reports
+        return Path(relaunched) if int(os.environ.get("RANK", "0")) == 0 else None
+    return Path(HydraConfig.get().runtime.output_dir) / OUTCOME_FILE
+
+
+def write_outcome(status: str, detail: str = "", value: float = math.nan) -> None:
+    """Record this job's outcome (`trained`, `skipped` or `failed`) and headline value for the sweep's summary."""
+    path = outcome_path()
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"status": status, "detail": detail, "value": value,
+                                "overrides": list(HydraConfig.get().overrides.task)}))
+
+
+def emulates_bf16() -> bool:
+    """Whether bf16 runs here would be emulated: a CPU-only machine without AVX512-BF16 or AMX."""
+    import torch
+
+    from lora_repro.hardware import cpu_has_native_bf16
+
+    return not torch.cuda.is_available() and not cpu_has_native_bf16()
 
 
 class SweepSummary(Callback):
@@ -44,6 +67,11 @@ class SweepSummary(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         total = len(sweep_jobs(dict(config.hydra.sweeper.get("params") or {}), list(config.hydra.overrides.task)))
         (sweep_dir / TOTAL_FILE).write_text(json.dumps({"jobs": total}))
+        if config.train.precision == "bf16" and emulates_bf16():
+            log.warning("this sweep's runs are bf16, which this CPU emulates (no AVX512-BF16 or AMX): a run that "
+                        "trains here takes about 50x its fp32 time. Completed runs are skipped; `lora-repro plan` "
+                        "with these arguments lists the rest and their cost, and `lora-repro report NAME` rebuilds "
+                        "committed tables without training")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:  # noqa: D102 (Hydra hook)
         hydra = HydraConfig.get()

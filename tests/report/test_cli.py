@@ -95,3 +95,18 @@ def test_a_broken_record_names_the_file_and_exits_2(monkeypatch, capsys, runs, t
     err = capsys.readouterr().err
     assert err.startswith("error: broken run record") and str(broken) in err and "rerun" in err
     assert not (tmp_path / "out").exists()  # nothing half written
+
+
+def test_a_table_never_mixes_precisions(monkeypatch, capsys, tmp_path):
+    # fp32 runs trained beside the committed bf16 mini (a CPU without native bf16) are other runs of the same cells.
+    from tests.records.test_store import write_run
+
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        write_run(runs, "mrpc", "minilm", "lora", seed, 0.8, overrides=("train.precision=bf16",))
+        write_run(runs, "mrpc", "minilm", "lora", seed + 2, 0.7, overrides=("train.precision=fp32",))
+    out = tmp_path / "out"
+    assert report(monkeypatch, "table2", "--runs", str(runs), "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "more than one precision (2 bf16, 2 fp32 runs)" in err
+    assert not out.exists()

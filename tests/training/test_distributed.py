@@ -72,18 +72,42 @@ def test_the_record_states_how_the_global_batch_was_made(runs):
     assert len({path.name for path in runs.values()}) == 1
 
 
-def test_a_plain_launch_on_a_two_gpu_node_is_refused_not_run_with_a_doubled_batch(tmp_path, glue_dir):
-    # As on a node with 2 GPUs and no torchrun: the Trainer would wrap the model in DataParallel over both.
-    fake_node = ("import sys, torch; torch.cuda.is_available = lambda: True; torch.cuda.device_count = lambda: 2; "
-                 "sys.argv = ['lora-repro'] + sys.argv[1:]; from lora_repro.cli import main; main()")
-    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(tmp_path)}
+# As on a node with 2 GPUs, where the Trainer would wrap one process's model in DataParallel over both: the CUDA
+# calls of the launching process are patched; the processes it starts under torchrun see the CPU and use gloo.
+FAKE_TWO_GPU_NODE = ("import sys, torch; torch.cuda.is_available = lambda: True; torch.cuda.device_count = lambda: 2; "
+                     "sys.argv = ['lora-repro'] + sys.argv[1:]; from lora_repro.cli import main; main()")
+
+
+def on_two_gpu_node(tmp_path: Path, glue_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(tmp_path), "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    result = subprocess.run([sys.executable, "-c", fake_node, "train", "model=tiny_bert", "task=rte",
-                             "train.precision=fp32"], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-c", FAKE_TWO_GPU_NODE, "train", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_a_sweep_on_a_two_gpu_node_runs_each_run_as_two_processes(tmp_path):
+    # `make table2-*` on an 8-GPU node launched every run as one process, and the DataParallel guard refused them all.
+    from tests.conftest import write_tiny_glue
+
+    glue_dir = write_tiny_glue(tmp_path / "glue", n_train=32, n_dev=16)
+    result = on_two_gpu_node(tmp_path, glue_dir, "-m", *ARGS, "train.epochs=1", "seed=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 GPUs: running this run as 2 processes" in result.stdout
+    assert "sweep done: 1 trained, 0 skipped" in result.stdout
+    (record,) = (tmp_path / "experiments" / "runs").rglob("record.json")
+    info = json.loads(record.read_text())
+    assert info["status"] == "completed"
+    assert info["train_info"]["batch"] == {"processes": 2, "per_device": 4, "accumulation": 1, "global": 8}
+    again = on_two_gpu_node(tmp_path, glue_dir, "-m", *ARGS, "train.epochs=1", "seed=0")
+    assert again.returncode == 0 and "sweep done: 0 trained, 1 skipped" in again.stdout  # resumes, no relaunch
+
+
+def test_bad_input_in_the_relaunched_run_is_one_line_and_exit_2(tmp_path, glue_dir):
+    result = on_two_gpu_node(tmp_path, glue_dir, *ARGS, "method.r=0")
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "2 GPUs are visible to this single process" in result.stderr
-    assert "torchrun --nproc_per_node 2" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "experiments").exists()  # nothing written: no record, cache or log folder
+    assert "error: " in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "experiments" / "runs").exists()  # no record
+    assert not list((tmp_path / "experiments").rglob("*.json"))  # nor a log folder left behind
 
 
 @pytest.mark.parametrize(("slurm_gpus", "expected"), [("2", True), (None, False)])
