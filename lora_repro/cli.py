@@ -3,6 +3,7 @@
     lora-repro train [Hydra overrides]     one run, or a sweep with -m (see conf/config.yaml)
     lora-repro plan  [Hydra overrides]     dry run of a sweep: the runs it would launch, done or not, cost
     lora-repro preflight [Hydra overrides] what would fail once a sweep runs (data, models, GPUs, SLURM, disk)
+    lora-repro status SWEEP_DIR            the state of each job of a sweep submitted to SLURM
     lora-repro eval  RUN_DIR               reload a run from its record and evaluate it again
     lora-repro report TABLE [options]      paper tables and figures from run records
     lora-repro bench [options]             training and inference cost per method
@@ -30,6 +31,7 @@ COMMANDS = {
     "train": "lora_repro.training.app:main",
     "plan": "lora_repro.training.plan:plan_main",
     "preflight": "lora_repro.training.preflight:preflight_main",
+    "status": "lora_repro.training.status:status_main",
     "eval": "lora_repro.training.evaluate:main",
     "report": "lora_repro.report.cli:main",
     "bench": "lora_repro.bench.cli:main",

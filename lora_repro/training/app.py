@@ -108,6 +108,8 @@ def train(cfg: DictConfig) -> float:
             write_outcome("failed", str(user_error) if user_error else f"{type(err).__name__}: {err}")
         if sweep:
             log.error("run failed: %s: %s", type(err).__name__, err)
+            if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":  # the job fails: SLURM cancels the runs after it
+                raise RuntimeError(f"run failed: {type(err).__name__}: {err}") from None
             return math.nan
         if user_error is not None:
             discard_hydra_output(Path(cfg.paths.root))

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ import pandas as pd
 
 from lora_repro.hardware import cpu_has_native_bf16
 
-__all__ = ["ASSUMED_UTILIZATION", "EMULATED_BF16_SLOWDOWN", "GPU_PEAK_TFLOPS", "MeasuredRuns", "gpu_hours"]
+__all__ = ["ASSUMED_UTILIZATION", "CHECKPOINTS_KEPT", "EMULATED_BF16_SLOWDOWN", "GPU_PEAK_TFLOPS", "MeasuredRuns",
+           "checkpoint_bytes", "gpu_hours", "save_seconds", "signal_delay_for"]
 
 # Emulated bf16 autocast against fp32, MiniLM shapes, one thread: 42-60x on an AVX2-only CPU (measured on that
 # machine, issue 27); 12x for one MiniLM-sized linear layer with oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) on
@@ -34,6 +36,36 @@ EMULATED_BF16_SLOWDOWN = 50.0
 GPU_PEAK_TFLOPS = {"A100": {"fp32": 19.5, "half": 312.0}, "H100": {"fp32": 67.0, "half": 989.0}}
 # Fine-tuning encoders at batch 16-32 typically reaches 30-50% of peak: an assumption, and the plan says so.
 ASSUMED_UTILIZATION = 0.4
+
+
+# A checkpoint holds the trained weights, AdamW's two moments (fp32) and this project's copy of the trained
+# weights: 4 fp32 copies of what trains. Two are kept per run (see `trainer.training_arguments`).
+CHECKPOINT_BYTES_PER_TRAINABLE = 4 * 4
+CHECKPOINTS_KEPT = 2
+# How fast a checkpoint is written: an assumption for a cluster's shared filesystem under load (local NVMe is
+# 10x faster). DeBERTa-XXL full fine-tuning, 24 GB, then takes 120 s: the whole of submitit's default warning.
+SAVE_BYTES_PER_SECOND = 200e6
+# The warning also covers finishing the optimizer step in progress (a DeBERTa-XXL step takes seconds).
+STEP_ALLOWANCE_S = 60
+
+
+def checkpoint_bytes(trainable_params: int) -> int:
+    """The size of one checkpoint of a run that trains `trainable_params` parameters."""
+    return trainable_params * CHECKPOINT_BYTES_PER_TRAINABLE
+
+
+def save_seconds(trainable_params: int) -> float:
+    """The assumed time to write one checkpoint (`SAVE_BYTES_PER_SECOND`)."""
+    return checkpoint_bytes(trainable_params) / SAVE_BYTES_PER_SECOND
+
+
+def signal_delay_for(configured_s: int, trainable_params: int) -> int:
+    """SLURM's warning before a time limit (`signal_delay_s`) that leaves a run time to step, save and requeue.
+
+    On the warning (USR2) the run finishes its step and saves before submitit requeues the job; a warning shorter
+    than that lets SLURM kill the job first, and the run is lost. Half again the save time, for a slow disk.
+    """
+    return max(int(configured_s), math.ceil(1.5 * save_seconds(trainable_params)) + STEP_ALLOWANCE_S)
 
 
 def gpu_hours(pflops: float, precision: str) -> dict[str, float]:

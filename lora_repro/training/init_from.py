@@ -7,6 +7,7 @@ MNLI run with the same model, method config and seed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -18,6 +19,15 @@ from lora_repro.errors import UserError
 from lora_repro.methods import load_trainable_state_dict
 from lora_repro.records.identity import method_identity, run_folder_name
 from lora_repro.records.record import WEIGHTS_FILE, completed_record
+
+
+def start_key(cfg: DictConfig, task: str | None = None) -> tuple:
+    """What ties a run to the run it starts from: task (`task`, else its own), model, method config and seed.
+
+    A run with `train.init_from=T` starts from the run whose own key is this run's key for task T.
+    """
+    method = json.dumps(method_identity(OmegaConf.to_container(cfg.method, resolve=True)), sort_keys=True)
+    return (task or cfg.task.name, cfg.model.name, method, int(cfg.seed))
 
 
 def find_source_run(cfg: DictConfig) -> Path:

@@ -25,14 +25,10 @@ from omegaconf import DictConfig
 
 from lora_repro.errors import EXIT_USER_ERROR, UserError
 from lora_repro.models import check_loadable
-from lora_repro.training.estimate import gpu_hours
+from lora_repro.training.estimate import CHECKPOINTS_KEPT, checkpoint_bytes, gpu_hours
 from lora_repro.training.init_from import find_source_run
 from lora_repro.training.plan import plan, sweep_base
 
-# A checkpoint holds the trained weights, AdamW's two moments (fp32) and this project's copy of the trained
-# weights: 4 fp32 copies of what trains. Two are kept per run (see `training_arguments`).
-CHECKPOINT_BYTES_PER_TRAINABLE = 4 * 4
-CHECKPOINTS_KEPT = 2
 SLURM_LAUNCHER = "Slurm"
 
 
@@ -77,7 +73,7 @@ def disk_problem(todo: pd.DataFrame, runs_dir: Path, concurrent: int) -> str | N
     if todo.empty:
         return None
     largest = todo.trainable_params.nlargest(max(concurrent, 1)).sum()
-    needed = largest * CHECKPOINT_BYTES_PER_TRAINABLE * CHECKPOINTS_KEPT
+    needed = checkpoint_bytes(largest) * CHECKPOINTS_KEPT
     existing = next(p for p in [runs_dir, *runs_dir.parents] if p.exists())
     free = shutil.disk_usage(existing).free
     if needed > free:

@@ -82,6 +82,10 @@ class SweepSummary(Callback):
         log.info("run %d of %d: %s", hydra.job.num + 1, total, " ".join(hydra.overrides.task))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:  # noqa: D102 (Hydra hook)
+        from lora_repro.training.status import JOBS_FILE
+
+        if (Path(config.hydra.sweep.dir) / JOBS_FILE).is_file():  # submitted to SLURM: `lora-repro status` sums up
+            return
         outcomes = [json.loads(f.read_text()) for f in sorted(Path(config.hydra.sweep.dir).glob(f"*/{OUTCOME_FILE}"))]
         counts = {s: sum(o["status"] == s for o in outcomes) for s in ("trained", "skipped", "failed")}
         print(f"sweep done: {counts['trained']} trained, {counts['skipped']} skipped (already done or running "
