@@ -43,21 +43,29 @@ def cpu_flags(cpuinfo: Path) -> frozenset[str]:
                      for flag in line.split(":", 1)[1].split())
 
 
-def resolve_precision(requested: str) -> str:
-    """`fp32`, `fp16` or `bf16`: what a run with `train.precision=requested` computes in on this machine.
+def resolve_precision(requested: str, on_cuda: bool | None = None) -> str:
+    """`fp32`, `fp16` or `bf16`: what a run with `train.precision=requested` computes in.
+
+    On this machine, or (`on_cuda=True`) on GPU nodes a plan is made for, where `auto` is taken as bf16 (an
+    A100/H100-class GPU; a V100 resolves it to fp32 when the run starts).
 
     Raises:
         UserError: An unknown name, or fp16 without a CUDA GPU (autocast to fp16 needs a GPU's loss scaler).
     """
     if requested not in PRECISIONS:
         raise UserError(f"unknown train.precision {requested!r}; choose one of: {', '.join(PRECISIONS)}")
-    import torch
+    if on_cuda is None:
+        import torch
 
-    on_cuda = torch.cuda.is_available()
+        on_cuda = torch.cuda.is_available()
     if requested == "fp16" and not on_cuda:
         raise Unavailable("train.precision=fp16 needs a CUDA GPU; use train.precision=bf16 or fp32 on the CPU")
     if requested != "auto":
         return requested
     if on_cuda:
+        import torch
+
+        if not torch.cuda.is_available():  # planned for GPU nodes from a machine without one
+            return "bf16"
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     return "bf16" if cpu_has_native_bf16() else "fp32"

@@ -43,6 +43,7 @@ def disagreement(model: str, task: str, key: str) -> pd.Series | None:
     return None if rows.empty else rows.iloc[0]
 
 
+@cache  # a paper table's sweep resolves its recipe thousands of times (preflight spent a third of its time here)
 def paper_hparam(model: str, task: str, key: str, recipe: str = "reproduced") -> object:
     """One flag of the official recipe for `model` x `task`, as a plain Python value.
 

@@ -35,10 +35,11 @@ UNORDERED_METHOD_KEYS = ("targets",)
 METHOD_DEFAULT_RATE = "learning_rate"
 
 
-def run_config(cfg: DictConfig) -> DictConfig:
+def run_config(cfg: DictConfig, on_cuda: bool | None = None) -> DictConfig:
     """The config a run records and hashes: resolved, with precision and selection made concrete.
 
-    Idempotent: the config of a record is its own run config.
+    Idempotent: the config of a record is its own run config. `on_cuda`: whether the run will have a CUDA GPU
+    (a plan made on a login node for GPU nodes); None = this machine.
 
     Raises:
         UserError: An unknown precision or selection protocol, or fp16 without a GPU.
@@ -49,7 +50,7 @@ def run_config(cfg: DictConfig) -> DictConfig:
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     with open_dict(resolved):
         resolved.method.pop(METHOD_DEFAULT_RATE, None)
-        resolved.train.precision = resolve_precision(resolved.train.precision)
+        resolved.train.precision = resolve_precision(resolved.train.precision, on_cuda)
         resolved.data.selection = selection_protocol(resolved.task, resolved.data)
     return resolved
 

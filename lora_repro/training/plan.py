@@ -19,6 +19,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.config import compose_config, config_context
+from lora_repro.data.tasks import MAX_SEED
 from lora_repro.errors import Unavailable, UserError
 from lora_repro.hardware import cpu_has_native_bf16
 from lora_repro.models import meta_counts
@@ -31,7 +32,7 @@ from lora_repro.training.estimate import (
     gpu_hours,
     run_pflops,
 )
-from lora_repro.training.run import check_settings
+from lora_repro.training.run import check_number, check_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,16 @@ def sweep_base(overrides: list[str]) -> DictConfig:
                           hydra=True)
 
 
-def expand_sweep(overrides: list[str]) -> list[list[str]]:
-    """Every job's override list, in the order Hydra's basic sweeper launches them."""
-    return sweep_jobs(sweep_base(overrides).hydra.sweeper.get("params") or {}, overrides)
+def expand_sweep(overrides: list[str], base: DictConfig | None = None) -> list[list[str]]:
+    """Every job's override list, in the order Hydra's basic sweeper launches them (`base`: `sweep_base`)."""
+    base = base if base is not None else sweep_base(overrides)
+    return sweep_jobs(base.hydra.sweeper.get("params") or {}, overrides)
 
 
-def compose_jobs(jobs: list[list[str]]) -> list[DictConfig]:
-    """Every job's config; jobs that differ only in `seed` share one composition.
+def compose_jobs(jobs: list[list[str]]) -> list[tuple[tuple[str, ...], DictConfig]]:
+    """Every job's composed config, with the key it shares with the jobs that differ from it only in `seed`.
 
-    Hydra composes a few configs per second, and a paper table has hundreds of jobs.
+    Hydra composes a few configs per second, and a paper table has hundreds of jobs: one composition per key.
     """
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs = []
@@ -70,8 +72,41 @@ def compose_jobs(jobs: list[list[str]]) -> list[DictConfig]:
             seeds = [o.split("=", 1)[1] for o in job if o.startswith("seed=")]
             if seeds:
                 cfg.seed = int(seeds[-1])
-            configs.append(cfg)
+            configs.append((rest, cfg))
     return configs
+
+
+def nodes_have_gpus(launcher: DictConfig) -> bool | None:
+    """Whether the nodes that run the sweep have GPUs: True for a SLURM launch with GPUs, None for this machine."""
+    return True if "Slurm" in str(launcher.get("_target_", "")) and launcher.get("gpus_per_node") else None
+
+
+class SharedRunConfigs:
+    """`run_config` once per group of jobs that differ only in their seed.
+
+    Resolving a paper recipe costs as much as composing it. A config that interpolates `${seed}` is resolved job
+    by job.
+    """
+
+    def __init__(self, on_cuda: bool | None) -> None:
+        self.on_cuda = on_cuda
+        self.resolved: dict[tuple[str, ...], DictConfig | Unavailable | None] = {}
+
+    def __call__(self, key: tuple[str, ...], cfg: DictConfig) -> DictConfig:
+        if key not in self.resolved:
+            try:
+                seeded = "${seed" in OmegaConf.to_yaml(cfg)
+                self.resolved[key] = None if seeded else run_config(cfg, self.on_cuda)
+            except Unavailable as err:
+                self.resolved[key] = err
+        shared = self.resolved[key]
+        if shared is None:
+            return run_config(cfg, self.on_cuda)
+        if isinstance(shared, Unavailable):
+            raise shared
+        shared = shared.copy()
+        shared.seed = cfg.seed
+        return shared
 
 
 def run_status(run_dir: Path) -> str:
@@ -113,14 +148,19 @@ def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
 
     A run this machine cannot run is still planned, with its reason in `unavailable` (logged once if `warn`).
     """
-    rows, counted, warned = [], {}, set()
-    for cfg in compose_jobs(expand_sweep(overrides)):
-        check_settings(cfg)  # a bad value stops the plan as it would stop the run
+    rows, counted, warned, checked = [], {}, set(), set()
+    base = sweep_base(overrides)
+    resolve = SharedRunConfigs(nodes_have_gpus(base.hydra.launcher))  # judged for the nodes that run the jobs
+    for job_key, cfg in compose_jobs(expand_sweep(overrides, base)):
+        if job_key not in checked:  # a bad value stops the plan as it would stop the run
+            check_settings(cfg)
+            checked.add(job_key)
+        check_number("seed", cfg.seed, int, 0, MAX_SEED, False)
         key = (cfg.model.name, OmegaConf.to_yaml(cfg.method), cfg.task.name)
         if key not in counted:
             counted[key] = meta_counts(cfg)
         try:
-            resolved = run_config(cfg)
+            resolved = resolve(job_key, cfg)
             run_id = RunId.of(resolved)
             run_dir, status = run_id.run_dir, plan_status(run_id, cfg.paths.reuse_runs_dirs)
             precision = resolved.train.precision
