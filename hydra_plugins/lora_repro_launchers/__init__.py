@@ -17,18 +17,19 @@ instantiates launchers from no other package.
   first, the rest once those have returned. A job that dies (an out-of-memory kill) is one line in the summary.
 """
 
-from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from omegaconf import OmegaConf
 
@@ -38,6 +39,19 @@ __all__ = ["JOBS_FILE", "StagedJoblibLauncher", "StagedLocalLauncher", "StagedSl
            "source_jobs"]
 
 log = logging.getLogger(__name__)
+LAUNCHER_ONLY = ("gpu_memory_gb",)  # settings of these launchers that submitit does not take
+
+
+@dataclass  # (no `from __future__ import annotations` here: Hydra's plugin scan cannot resolve string annotations)
+class StagedSlurmQueueConf(SlurmQueueConf):
+    """Hydra's SLURM launcher settings, and the memory of one GPU of its nodes (for `lora-repro preflight`)."""
+
+    _target_: str = "hydra_plugins.lora_repro_launchers.StagedSlurmLauncher"
+    gpu_memory_gb: float | None = 80.0
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="lora_repro_slurm", node=StagedSlurmQueueConf,
+                             provider="lora_repro")
 
 
 def dependency_stages(starts_from: Sequence[str | None]) -> list[list[int]]:
@@ -148,7 +162,8 @@ def submitit_executor(launcher: Any, additional: dict[str, str] | None = None, d
     """The executor Hydra's submitit launcher would build, with extra sbatch options and signal delay."""
     import submitit
 
-    executor_name, params = launcher._EXECUTOR, dict(launcher.params)
+    executor_name = launcher._EXECUTOR
+    params = {k: v for k, v in launcher.params.items() if k not in LAUNCHER_ONLY}
     init = {"folder": params.pop("submitit_folder")}
     if "max_num_timeout" in params:
         init[f"{executor_name}_max_num_timeout"] = params.pop("max_num_timeout")

@@ -20,13 +20,14 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from lora_repro.hardware import cpu_has_native_bf16
 
-__all__ = ["ASSUMED_UTILIZATION", "CHECKPOINTS_KEPT", "EMULATED_BF16_SLOWDOWN", "GPU_PEAK_TFLOPS", "MeasuredRuns",
-           "checkpoint_bytes", "gpu_hours", "save_seconds", "signal_delay_for"]
+__all__ = ["ASSUMED_UTILIZATION", "CHECKPOINTS_KEPT", "EMULATED_BF16_SLOWDOWN", "GPU_PEAK_TFLOPS", "DeviceMemory",
+           "MeasuredRuns", "checkpoint_bytes", "device_memory", "gpu_hours", "save_seconds", "signal_delay_for"]
 
 # Emulated bf16 autocast against fp32, MiniLM shapes, one thread: 42-60x on an AVX2-only CPU (measured on that
 # machine, issue 27); 12x for one MiniLM-sized linear layer with oneDNN capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) on
@@ -66,6 +67,51 @@ def signal_delay_for(configured_s: int, trainable_params: int) -> int:
     than that lets SLURM kill the job first, and the run is lost. Half again the save time, for a slow disk.
     """
     return max(int(configured_s), math.ceil(1.5 * save_seconds(trainable_params)) + STEP_ALLOWANCE_S)
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """What one device holds at the peak of a training step, in bytes (as `torch.cuda.max_memory_allocated`)."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+
+def activation_bytes(shape: Any, batch: int, length: int, precision: str) -> float:
+    """Bytes autograd keeps for the backward pass of an encoder, per device: eager attention, every layer.
+
+    Per layer and token: 11 h + 2 i values (the projections' inputs, Q, K, V and their head-split copies, the
+    context, the feed-forward input, pre-activation and activation, the layer norms' inputs), 2 a s per token for
+    each head's softmax output and its dropped-out copy, and one-byte dropout masks (2 h + a s). Checked against
+    the tensors autograd saves in transformers' RoBERTa-base (`tests/training/test_plan.py`): within 6%.
+    Under autocast the layer norms and softmax keep fp32: 2.5 bytes a value (measured: 0.59 x fp32's bytes per
+    example; autocast's 16-bit copies of the weights, a fixed cost, are counted with the weights).
+    An upper bound where the backbone is frozen (a frozen projection keeps no input: 1.34 x measured with LoRA on
+    q, v) or attention is fused (SDPA/flash keeps no s x s matrix).
+    """
+    h, i, a, layers = shape.hidden_size, shape.intermediate_size, shape.num_attention_heads, shape.num_hidden_layers
+    value = 4 if precision == "fp32" else 2.5
+    tokens = batch * length
+    per_layer = tokens * ((11 * h + 2 * i + 2 * a * length) * value + 2 * h + a * length)
+    return float(layers * per_layer)
+
+
+def device_memory(total_params: int, trainable_params: int, shape: Any, per_device_batch: int, length: int,
+                  precision: str) -> DeviceMemory:
+    """The analytic peak memory of one device of a run: weights, gradients, AdamW state and activations.
+
+    Weights stay fp32 (autocast adds a 16-bit copy of each weight it casts); gradients are fp32 for what trains;
+    AdamW keeps two fp32 moments of what trains. CUDA's own context and allocator slack come on top.
+    """
+    weights = total_params * 4 + (total_params * 2 if precision in ("fp16", "bf16") else 0)
+    return DeviceMemory(weights=weights, gradients=trainable_params * 4, optimizer=trainable_params * 8,
+                        activations=activation_bytes(shape, per_device_batch, length, precision))
 
 
 def gpu_hours(pflops: float, precision: str) -> dict[str, float]:

@@ -140,7 +140,8 @@ def estimated_pflops(cfg: DictConfig, total_params: int) -> float:
 
 
 # Columns of the plan that `preflight` reads and `lora-repro plan` does not print.
-UNPRINTED_COLUMNS = ("run_dir", "trainable_params", "unavailable", "config", "train_examples", "recipe_precision")
+UNPRINTED_COLUMNS = ("run_dir", "trainable_params", "total_params", "unavailable", "config", "train_examples",
+                     "recipe_precision")
 
 
 def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
@@ -179,7 +180,8 @@ def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
                      "method_params": counted[key].method, "status": status,
                      "pflops": estimated_pflops(cfg, counted[key].total), "run_dir": str(run_dir),
                      "train_examples": train_examples(cfg), "recipe_precision": cfg.train.precision,
-                     "trainable_params": counted[key].trainable, "unavailable": unavailable, "config": cfg})
+                     "trainable_params": counted[key].trainable, "total_params": counted[key].total,
+                     "unavailable": unavailable, "config": cfg})
     return pd.DataFrame(rows)
 
 
