@@ -15,6 +15,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 EPOCH_LOG_FILE, EPOCH_LOG_LOGITS = "epoch_log.json", "epoch_log_logits.npz"
 TRAINABLE_FILE, BEST_TRAINABLE_FILE = "trainable.safetensors", "best_trainable.safetensors"
+ORDER_RNG_FILE = "epoch_order_rng.safetensors"  # a mid-epoch checkpoint: the RNG state its epoch's order came from
 logger = logging.getLogger(__name__)
 
 

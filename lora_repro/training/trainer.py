@@ -38,6 +38,7 @@ from lora_repro.training.checkpoints import (
     BEST_TRAINABLE_FILE,
     EPOCH_LOG_FILE,
     EPOCH_LOG_LOGITS,
+    ORDER_RNG_FILE,
     TRAINABLE_FILE,
     all_checkpoints,
     checkpoint_folder,
@@ -155,6 +156,8 @@ class GlueTrainer(Trainer):
 
     def __init__(self, *args, train_dataset=None, **kwargs):
         super().__init__(*args, train_dataset=train_dataset, **kwargs)
+        self.order_sampler: ReplayableOrder | None = None
+        self.order_replay: torch.Tensor | None = None  # set by `fit` when resuming mid-epoch
         self.model_accepts_loss_kwargs = False
         self.train_rows = len(train_dataset) if train_dataset is not None else 0
         if self.args.world_size > 1 and train_dataset is not None:
@@ -167,11 +170,38 @@ class GlueTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):  # noqa: D102 (Trainer hook)
         sampler = super()._get_train_sampler(train_dataset)
         if self.args.world_size == 1:
+            if isinstance(sampler, LengthGroupedSampler):
+                self.order_sampler = sampler = ReplayableOrder(sampler, self.order_replay)
             return sampler
         grouped = isinstance(sampler, LengthGroupedSampler)
         return SharedOrderSampler(self.train_rows, self.args.per_device_train_batch_size * self.args.world_size,
                                   self.args.seed, lengths=sampler.lengths[:self.train_rows] if grouped else None,
                                   group_size=sampler.batch_size if grouped else None)
+
+
+class ReplayableOrder(torch.utils.data.Sampler):
+    """transformers' length-grouped order of one process, and the global RNG state each epoch's order came from.
+
+    The order is drawn from the global RNG when the epoch's iterator is made. A run resumed mid-epoch makes that
+    iterator before the Trainer restores the checkpoint's RNG state, so it would draw another order (accelerate
+    makes the plain random order seedable; this one it leaves alone). A mid-epoch checkpoint keeps the state the
+    epoch's order was drawn from (`ORDER_RNG_FILE`), and the resumed run draws the same order from it. The draws
+    themselves are transformers', so a run that is never interrupted trains exactly as before.
+    """
+
+    def __init__(self, sampler: LengthGroupedSampler, replay: torch.Tensor | None) -> None:
+        self.sampler, self.replay = sampler, replay
+        self.drawn_from: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        if self.replay is not None:  # the resumed epoch: its order again, then the Trainer restores the RNG
+            torch.set_rng_state(self.replay)
+            self.replay = None
+        self.drawn_from = torch.get_rng_state()
+        return iter(self.sampler)
 
 
 MASKED_LABEL = -100  # the label the Trainer's example count and `example_mean_loss` leave out
@@ -288,10 +318,13 @@ class EpochLog(TrainerCallback):
                       for split, logits in splits.items()}
             np.savez(folder / EPOCH_LOG_LOGITS, **arrays)
             # PEFT's checkpoint holds the adapter only; the head trains too, so save everything that trains.
-            state = {n: t.detach().contiguous().cpu() for n, t in trainable_state_dict(kwargs["model"]).items()}
-            save_file(state, str(folder / TRAINABLE_FILE))
+            weights = {n: t.detach().contiguous().cpu() for n, t in trainable_state_dict(kwargs["model"]).items()}
+            save_file(weights, str(folder / TRAINABLE_FILE))
             if self.best_weights is not None:
                 save_file(self.best_weights, str(folder / BEST_TRAINABLE_FILE))
+            order = getattr(self.trainer, "order_sampler", None)
+            if order is not None and order.drawn_from is not None and not float(state.epoch).is_integer():
+                save_file({"rng": order.drawn_from}, str(folder / ORDER_RNG_FILE))  # saved mid-epoch
             # Last and atomic: a checkpoint is complete exactly when this file is there (`last_complete_checkpoint`).
             log = json.dumps({"epochs": self.epochs, "train_loss": self._train_loss, "seconds": self.seconds(),
                               "unlogged": unlogged})
@@ -405,6 +438,8 @@ def fit(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokenizer, outp
     if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
         log.restore(Path(checkpoint), model)
+        if (Path(checkpoint) / ORDER_RNG_FILE).is_file():  # resumed mid-epoch: that epoch's order again
+            trainer.order_replay = load_file(str(Path(checkpoint) / ORDER_RNG_FILE))["rng"]
     output = trainer.train(resume_from_checkpoint=checkpoint)
     preemption = next(c for c in trainer.callback_handler.callbacks if isinstance(c, SaveOnSignal))
     if preemption.stopped:  # saved mid-epoch: requeue (SLURM) or stop; a rerun resumes from that checkpoint

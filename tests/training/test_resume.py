@@ -21,8 +21,8 @@ ARGS = ["model=tiny_bert", "task=sst2", "method=lora", "train.batch_size=8", "tr
 pytestmark = pytest.mark.slow  # minutes: see `make test` and `make test-all`
 
 
-def start(root: Path, glue_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lora_repro", "train", *ARGS, f"paths.root={root}",
+def start(root: Path, glue_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lora_repro", "train", *ARGS, *extra, f"paths.root={root}",
                              f"hydra.run.dir={root}/hydra"], env={**os.environ, "GLUE_DIR": str(glue_dir)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -91,12 +91,23 @@ def test_a_kill_during_a_checkpoint_save_resumes_from_the_last_complete_checkpoi
     assert resumed["train_info"]["epochs"] == uninterrupted["train_info"]["epochs"]
 
 
-def test_the_preemption_signal_saves_mid_epoch_and_the_rerun_gives_the_uninterrupted_result(
-        tmp_path, glue_and_uninterrupted):
-    # SLURM sends submitit's signal (USR2) before a time limit and on preemption; submitit would requeue at once.
+@pytest.fixture(scope="module", params=[(), ("train.group_by_length=true",)], ids=["random", "length-grouped"])
+def order_and_uninterrupted(request, glue_and_uninterrupted, tmp_path_factory) -> tuple[Path, tuple, dict]:
+    """The random order's uninterrupted run, and a length-grouped one (the order drawn from the global RNG)."""
     glue_dir, uninterrupted = glue_and_uninterrupted
+    if request.param:
+        root = tmp_path_factory.mktemp("grouped")
+        uninterrupted = finish(start(root, glue_dir, *request.param), root)
+    return glue_dir, request.param, uninterrupted
+
+
+def test_the_preemption_signal_saves_mid_epoch_and_the_rerun_gives_the_uninterrupted_result(
+        tmp_path, order_and_uninterrupted):
+    # SLURM sends submitit's signal (USR2) before a time limit and on preemption; submitit would requeue at once.
+    # With length-grouped batches the resumed epoch drew another order (epoch-2 loss 0.6940022 vs 0.6940115).
+    glue_dir, extra, uninterrupted = order_and_uninterrupted
     preempted = tmp_path / "preempted"
-    process = start(preempted, glue_dir)
+    process = start(preempted, glue_dir, *extra)
     deadline = time.monotonic() + 300
     while not list(preempted.rglob("checkpoint-*/epoch_log.json")):  # epoch 1 is saved: signal it in epoch 2
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before the signal"
@@ -109,7 +120,7 @@ def test_the_preemption_signal_saves_mid_epoch_and_the_rerun_gives_the_uninterru
     assert len(steps) == 2 and steps[1] % steps[0] != 0  # the end of epoch 1, then mid-epoch 2 (not lost)
     assert json.loads(next(preempted.rglob("record.json")).read_text())["status"] == "running"
 
-    resumed = finish(start(preempted, glue_dir), preempted)
+    resumed = finish(start(preempted, glue_dir, *extra), preempted)
     assert resumed["train_info"]["epochs"] == uninterrupted["train_info"]["epochs"]  # epoch 2's loss spans both
     assert resumed["train_info"]["best"] == uninterrupted["train_info"]["best"]
     assert resumed["train_info"]["train_loss"] == uninterrupted["train_info"]["train_loss"]
