@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 
 from lora_repro.bench.harness import build_backbone, build_method_model, synchronize
 from lora_repro.bench.timing import TOTAL, Sample
@@ -91,12 +91,24 @@ def lower_bound_model(cfg: DictConfig, random_init: bool, device: str) -> nn.Mod
     return model
 
 
+@dataclasses.dataclass
+class ArgumentsInPlace(TrainingArguments):
+    """`TrainingArguments` whose Trainer leaves the model where it is (it would move it to cuda:0)."""
+
+    @property
+    def place_model_on_device(self) -> bool:
+        return False
+
+
 def make_optimizer(model: nn.Module, cfg: DictConfig, device: str) -> torch.optim.Optimizer:
-    """The optimizer the run's `Trainer` would build for `model` (class, groups, weight decay, lr)."""
+    """The optimizer the run's `Trainer` would build for `model` (class, groups, weight decay, lr).
+
+    The model stays on the benchmarked device, `cuda:N` included: the Trainer only builds the optimizer here.
+    """
     with tempfile.TemporaryDirectory() as scratch:
-        # No evaluation set here, and the Trainer must not move the model off the benchmarked device.
-        args = dataclasses.replace(training_arguments(cfg, Path(scratch)), eval_strategy="no",
-                                   use_cpu=device == "cpu")
+        run_args = training_arguments(cfg, Path(scratch))
+        fields = {f.name: getattr(run_args, f.name) for f in dataclasses.fields(run_args) if f.init}
+        args = ArgumentsInPlace(**{**fields, "eval_strategy": "no", "use_cpu": device == "cpu"})
         return Trainer(model=model, args=args).create_optimizer()
 
 

@@ -192,3 +192,18 @@ def build_trainee_model(r: int) -> torch.nn.Module:
     with open_dict(cfg):
         cfg.method.r = r
     return apply_method(build_model(cfg.model, 2, "meta"), cfg.method, cfg.model)
+
+
+def test_the_optimizer_is_built_without_moving_the_model(monkeypatch):
+    # `lora-repro bench --device cuda:1`: the Trainer that builds the optimizer moved the model to args.device,
+    # cuda:0. Any move is recorded here, on the CPU: the bench's model must stay where the bench put it.
+    from transformers import Trainer
+
+    from lora_repro.bench.training import make_optimizer
+
+    moves = []
+    monkeypatch.setattr(Trainer, "_move_model_to_device", lambda self, model, device: moves.append(device))
+    cfg = tiny_cfgs(["lora"])["lora"]
+    model = apply_method(build_model(cfg.model, 2, "cpu"), cfg.method, cfg.model)
+    optimizer = make_optimizer(model, cfg, "cpu")
+    assert moves == [] and len(optimizer.param_groups) == 2
