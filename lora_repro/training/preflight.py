@@ -111,7 +111,8 @@ def memory_problems(todo: pd.DataFrame, launcher: DictConfig) -> list[str]:
         fix = (f"set train.per_device_batch_size={fits[0]} (gradient accumulation keeps the global batch)" if fits
                else "not even one example per device fits: more GPUs per run do not help; use a larger GPU")
         gb = {k: v / 1e9 for k, v in vars(estimate).items()}
-        problems.append(f"{run.task} {run.model} {run.method} {run.method_config} ({len(runs)} runs): about {estimate.total / 1e9:.3g} GB "
+        problems.append(f"{run.task} {run.model} {run.method} {run.method_config} ({len(runs)} runs): about "
+                        f"{estimate.total / 1e9:.3g} GB "
                         f"per GPU at a per-device batch of {per_device} (weights {gb['weights']:.3g}, gradients "
                         f"{gb['gradients']:.3g}, AdamW {gb['optimizer']:.3g}, activations {gb['activations']:.3g}; "
                         f"{processes} process(es) per run), more than {USABLE_GPU_MEMORY:.0%} of a "
