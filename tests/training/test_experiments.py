@@ -20,7 +20,7 @@ def test_the_first_run_of_every_experiment_trains(experiment, tmp_path, glue_dir
     monkeypatch.setenv("LORA_REPRO_ROOT", str(tmp_path))
     jobs = expand_sweep([f"experiment={experiment}", f"data.glue_dir={glue_dir}"])
     assert jobs, f"experiment={experiment} launches no run"
-    cfg = compose_jobs(jobs[:1])[0]
+    _, cfg = compose_jobs(jobs[:1])[0]
     OmegaConf.resolve(cfg)  # the recipe's values are looked up by the real model's name, before it is swapped
     with open_dict(cfg):
         cfg.model = tiny_model_cfg(cfg.model.architecture)
