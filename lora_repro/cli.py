@@ -16,8 +16,12 @@ Bad input is reported as one line and exit status 2 (see lora_repro.errors).
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
+import shutil
 import sys
+import tempfile
 from importlib import metadata
 
 from lora_repro.config import group_choices
@@ -50,8 +54,23 @@ def check_choices(overrides: list[str]) -> None:
             choose(key.replace("_", " "), name.strip(), group_choices(key))
 
 
+def isolate_torch_cache() -> None:
+    """Give torch's compile cache a folder of this command's own, removed when it exits.
+
+    Importing torch with transformers makes `$TMPDIR/torchinductor_<user>`: every command, bad input included, left
+    that folder behind. Nothing here compiles, so the cache has nothing worth keeping; the processes this command
+    starts (torchrun, joblib) inherit the folder, and this command outlives them.
+    """
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:  # the user's own choice
+        return
+    folder = os.path.join(tempfile.gettempdir(), f"lora-repro-torch-cache-{os.getpid()}")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Dispatch `lora-repro <command> ...`."""
+    isolate_torch_cache()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)

@@ -8,7 +8,7 @@ counted on the meta device with no download and no memory.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import logging
 import os
 import warnings
@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 def resolve_source(source: str) -> str:
     """Turn `package:<module>` into that installed package's model folder; return anything else unchanged.
 
-    The package either offers `get_model_path()` or keeps the model in a `model` folder beside its
-    `__init__`.
+    The package keeps the model in a `model` folder beside its `__init__`. The package is found, never imported:
+    naming an installed module must not run it.
 
     Args:
         source: a hub id, a local path, or `package:<module>`.
@@ -58,12 +59,13 @@ def resolve_source(source: str) -> str:
         return source
     name = source.removeprefix(PACKAGE_PREFIX)
     try:
-        module = importlib.import_module(name)
-    except ImportError as err:
-        raise UserError(f"model source {source!r}: the package {name!r} is not installed ({err}); "
-                        f"install it or point model.pretrained at a hub id or local folder") from None
-    get_path = getattr(module, "get_model_path", None)
-    folder = Path(get_path()) if get_path is not None else Path(module.__file__).parent / "model"
+        spec = importlib.util.find_spec(name) if name.isidentifier() else None  # a top-level package, not imported
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model source {source!r}: no installed package {name!r}; install it or point "
+                        "model.pretrained at a hub id or local folder")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not folder.is_dir():
         raise UserError(f"model source {source!r}: the package has no model folder at {folder}")
     return str(folder)
@@ -194,6 +196,8 @@ def _from_pretrained(load: Callable[..., Any], source: str, field: str, **kwargs
     path = resolve_source(source)
     try:
         return load(path, **kwargs)
+    except SafetensorError as err:  # a corrupt or truncated weights file
+        raise UserError(f"{field}: the weights in {path} cannot be read ({err}); replace them") from None
     except (OSError, ValueError) as err:  # ValueError: e.g. a folder without a usable config.json
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         if Path(path).is_dir() and list(Path(path).glob("*.bin")) and not list(Path(path).glob("*.safetensors")):

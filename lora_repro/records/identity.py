@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-__all__ = ["IDENTITY_VERSION", "RunId", "canonical", "hashed_config", "method_identity", "run_config",
-           "run_folder_name"]
+from lora_repro.errors import UserError
+
+__all__ = ["IDENTITY_VERSION", "RunId", "canonical", "check_plain_name", "hashed_config", "hashed_of",
+           "identity_digest", "method_identity", "run_config", "run_folder_name"]
 
 IDENTITY_VERSION = 3  # 3: resolved precision, selection split, no method.learning_rate
 HASHED_SECTIONS = ("task", "method", "model", "train", "seed", "setup")
@@ -87,13 +90,38 @@ def hashed_config(cfg: DictConfig) -> dict[str, Any]:
     """
     from lora_repro.data.tasks import data_identity  # reads the data files' checksums
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return hashed_of(OmegaConf.to_container(cfg, resolve=True), data_identity(cfg.task, cfg.data))
+
+
+def hashed_of(resolved: dict[str, Any], files: dict[str, str] | None) -> dict[str, Any]:
+    """`hashed_config` of a resolved config (a record's own), with its data files' checksums given."""
     hashed = {key: resolved[key] for key in HASHED_SECTIONS}
     hashed["method"] = method_identity(hashed["method"])
     hashed["train"] = {k: v for k, v in hashed["train"].items() if k not in UNHASHED_TRAIN_KEYS}
     data = {key: resolved["data"].get(key) for key in HASHED_DATA_KEYS}
-    data["files"] = data_identity(cfg.task, cfg.data)
+    data["files"] = files
     return canonical({**hashed, "data": data, "identity_version": IDENTITY_VERSION})
+
+
+def identity_digest(hashed: dict[str, Any]) -> str:
+    """The 12 hex digits that name a run: SHA-256 of its hashed config in canonical JSON."""
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# A name that becomes a folder of a run's path: no separator, no `..`, nothing absolute.
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def check_plain_name(setting: str, value: object) -> str:
+    """`value` if it is a plain name (letters, digits, `_ . + -`, not starting with `.`), else a `UserError`.
+
+    Task, model and method names become folders of the run's path (and of the tokenized cache's): a name with
+    a separator or `..` would put the run outside the runs folder.
+    """
+    if not isinstance(value, str) or not PLAIN_NAME.match(value) or ".." in value:
+        raise UserError(f"{setting}={value!r} is not a plain name; it names a folder of the run's path, so use "
+                        "letters, digits, '_', '.', '+' and '-' only, with no path separator or '..'")
+    return value
 
 
 def run_folder_name(seed: int, config_hash: str) -> str:
@@ -113,7 +141,8 @@ class RunId:
     @classmethod
     def of(cls, cfg: DictConfig) -> RunId:
         """The identity of the run of `cfg` (a `run_config`)."""
+        names = [check_plain_name(f"{section}.name", cfg[section].name) for section in ("task", "model", "method")]
         hashed = hashed_config(cfg)
-        digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        relative = Path(cfg.task.name) / cfg.model.name / cfg.method.name / run_folder_name(cfg.seed, digest)
+        digest = identity_digest(hashed)
+        relative = Path(*names) / run_folder_name(cfg.seed, digest)
         return cls(digest, relative, Path(cfg.paths.runs_dir) / relative, hashed)

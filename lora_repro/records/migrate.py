@@ -22,9 +22,18 @@ from omegaconf import OmegaConf, open_dict
 from lora_repro.config import on_this_machine
 from lora_repro.errors import UserError
 from lora_repro.records.identity import RunId, run_folder_name
-from lora_repro.records.record import RECORD_FILE, completed_record, read_record, write_record
+from lora_repro.records.record import RECORD_FILE, read_record, write_record
+from lora_repro.records.schema import CompletedRecord
 
 __all__ = ["main", "migrate_run"]
+
+
+def is_completed(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a readable, completed record (of any identity version)."""
+    try:
+        return isinstance(read_record(run_dir, verify=False), CompletedRecord)
+    except UserError:
+        return False
 
 
 def migrate_run(run_dir: Path) -> Path:
@@ -33,7 +42,7 @@ def migrate_run(run_dir: Path) -> Path:
     Raises:
         UserError: A broken record, or a folder of the same identity that already holds another run.
     """
-    record = read_record(run_dir)
+    record = read_record(run_dir, verify=False)  # an older record: its identity is what this recomputes
     cfg = on_this_machine(OmegaConf.create(record.run_info.config), paths=False)
     with open_dict(cfg):
         if cfg.train.precision == "auto":
@@ -48,7 +57,7 @@ def migrate_run(run_dir: Path) -> Path:
     if record.config_hash == run.hash and target == run_dir:
         return run_dir
     if target.exists() and target != run_dir:
-        if completed_record(target) or not completed_record(run_dir):
+        if is_completed(target) or not is_completed(run_dir):
             raise UserError(f"{target} already holds this run; delete one of {target} and {run_dir}")
         os.rename(target, target.with_name(target.name + ".superseded"))  # an unfinished attempt, kept aside
     info = record.run_info.model_copy(update={"config": OmegaConf.to_container(cfg),

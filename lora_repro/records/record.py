@@ -27,10 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
-from lora_repro.records.identity import RunId
+from lora_repro.records.identity import RunId, hashed_of, identity_digest, run_folder_name
 from lora_repro.records.io import atomic_write
 from lora_repro.records.provenance import git_commit, now, package_versions
 from lora_repro.records.schema import (
+    SCHEMA_VERSION,
     Artifacts,
     CompletedRecord,
     Failure,
@@ -58,22 +59,82 @@ def write_record(run_dir: Path, record: Record) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def read_record(run_dir: Path) -> Record:
-    """The record in `run_dir`; a missing, broken or invalid file is a `UserError` that names it."""
+class UntrustedRecord(UserError):
+    """A record that is not what it says: never taken as done, reported, or overwritten.
+
+    Its identity does not follow from its own config (edited by hand, or written by another version), or a newer
+    lora-repro wrote it.
+    """
+
+
+class NewerRecord(UntrustedRecord):
+    """A record written by a newer lora-repro (a schema this version does not read)."""
+
+
+def read_record(run_dir: Path, verify: bool = True) -> Record:
+    """The record in `run_dir`, verified; a missing, unreadable, broken or invalid file is a `UserError` naming it.
+
+    `verify=False` skips the identity check: for `lora-repro migrate`, whose job is to give older records theirs.
+
+    Raises:
+        UntrustedRecord: The record's identity, recomputed from its own config, is not its `config_hash` and folder
+            name, or its schema is newer than this version reads.
+    """
     path = Path(run_dir) / RECORD_FILE
     try:
         payload = json.loads(path.read_text())
     except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"no run record at {path}; pass a run folder written by `lora-repro train`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"broken run record {path}: {err}; delete the folder and rerun that run") from None
-    return parse_record(payload, path)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise UserError(f"broken run record {path}: {type(err).__name__}; delete the folder and rerun that run"
+                        ) from None
+    except OSError as err:  # a folder, a symlink loop, no permission
+        raise UserError(f"cannot read run record {path} ({err.strerror or err}); delete or fix that path") from None
+    schema = payload.get("schema") if isinstance(payload, dict) else None
+    if isinstance(schema, int) and schema > SCHEMA_VERSION:
+        raise NewerRecord(f"run record {path} was written by a newer lora-repro (schema {schema}; this one reads "
+                              f"{SCHEMA_VERSION}); upgrade lora-repro to use it (it is never overwritten)")
+    try:
+        record = parse_record(payload, path)
+    except RecursionError:
+        raise UserError(f"broken run record {path}: nested too deeply; delete the folder and rerun that run") from None
+    if verify:
+        check_identity(record, path)
+    return record
+
+
+def check_identity(record: Record, path: Path) -> None:
+    """Raise `UntrustedRecord` unless the record's identity, recomputed from its own config, names it.
+
+    Catches an edited config, `config_hash` or folder name, and a record of another identity version. Not a metric
+    edited alone (metrics are not part of the identity): the report checks those against the stored predictions.
+    """
+    config = record.run_info.config
+    try:
+        files = (record.run_info.hashed_config.get("data") or {}).get("files")
+        digest = identity_digest(hashed_of(config, files))
+        folder = run_folder_name(int(config["seed"]), digest)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise UntrustedRecord(f"run record {path} lacks part of its config ({type(err).__name__}: {err}); it was "
+                              "edited by hand or written by another version: delete the folder and rerun that run"
+                              ) from None
+    if record.config_hash != digest or path.parent.name != folder:
+        raise UntrustedRecord(f"run record {path} does not match its own config: its identity is {digest}, its "
+                              f"config_hash says {record.config_hash} and its folder {path.parent.name}. It was "
+                              "edited by hand or written by another version (older records: `lora-repro migrate`); "
+                              "delete the folder and rerun that run (train.force=true)")
 
 
 def completed_record(run_dir: Path) -> CompletedRecord | None:
-    """The record in `run_dir` if it is readable and `completed`, else None."""
+    """The record in `run_dir` if it is readable and `completed`, else None.
+
+    Raises:
+        UntrustedRecord: A record that is not what it says is never taken as done (nor silently replaced).
+    """
     try:
         record = read_record(run_dir)
+    except UntrustedRecord:
+        raise
     except UserError:
         return None
     return record if isinstance(record, CompletedRecord) else None
@@ -119,7 +180,17 @@ class RunRecord:
 
     @classmethod
     def start(cls, cfg: DictConfig, run: RunId, device: str) -> RunRecord:
-        """Write a `running` record for the run config `cfg` of `run` (after all input has been validated)."""
+        """Write a `running` record for the run config `cfg` of `run` (after all input has been validated).
+
+        Raises:
+            UntrustedRecord: The folder holds a record of a newer schema, which this version must not replace.
+        """
+        try:
+            read_record(run.run_dir)
+        except NewerRecord:
+            raise
+        except UserError:  # none yet, or a broken or edited record of this run: replaced (train.force=true)
+            pass
         info = RunInfo(config=OmegaConf.to_container(cfg, resolve=True), hashed_config=run.hashed_config,
                        git_commit=git_commit(), device=device, host=platform.node(), started_at=now())
         started = cls(run.run_dir, RunningRecord(config_hash=run.hash, run_info=info,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,17 @@ def record_files(paths: Sequence[Path]) -> list[Path]:
     for folder in map(Path, paths):
         if not folder.is_dir():
             raise UserError(f"no run folder {folder}; pass --runs with a folder `lora-repro train` wrote to")
-        # Overlapping folders (runs/ and runs/rte/) must not count a run twice.
-        files.update((file.resolve(), file) for file in sorted(folder.rglob(RECORD_FILE)))
+        # os.walk lists a record.json that is a broken or looping link, which rglob passes over in silence (and one
+        # that is a folder, among the folders): each is named when it is read.
+        found = sorted(Path(top) / RECORD_FILE for top, dirs, names in os.walk(folder)
+                       if RECORD_FILE in names or RECORD_FILE in dirs)
+        for file in found:
+            try:
+                key = file.resolve(strict=True)
+            except (OSError, RuntimeError) as err:
+                raise UserError(f"cannot read run record {file} ({type(err).__name__}: a broken or looping link?); "
+                                "remove or fix it") from None
+            files[key] = file  # overlapping folders (runs/ and runs/rte/) must not count a run twice
     return list(files.values())
 
 

@@ -99,6 +99,9 @@ def check_settings(cfg: DictConfig) -> None:
     check_known("train", cfg.train, TRAIN_KEYS)
     check_known("data", cfg.data, DATA_KEYS)
     choose("setup", cfg.setup, SETUPS)
+    if "trust_remote_code" in (cfg.model.get("config_overrides") or {}):
+        raise UserError("model.config_overrides.trust_remote_code is refused: model.trust_remote_code is the one "
+                        "switch that lets a model source run its own code")
     if batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size).split and cfg.method.name == "adalora":
         # PEFT adds AdaLoRA's orthogonality penalty to the model's own loss, which a split step replaces.
         raise UserError("method=adalora needs one process and no gradient accumulation: set "

@@ -27,6 +27,13 @@ def start(root: Path, glue_dir: Path, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def resumed_from(root: Path) -> list[str]:
+    """The checkpoints a run in `root` said it resumed from, and those it set aside (its Hydra log)."""
+    text = "".join(log.read_text() for log in (root / "hydra").glob("*.log"))
+    return [line.split(" - ", 1)[-1] for line in text.splitlines()
+            if "resuming from" in line or "setting aside" in line]
+
+
 def finish(process: subprocess.Popen, root: Path) -> dict:
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
@@ -121,6 +128,37 @@ def test_the_preemption_signal_saves_mid_epoch_and_the_rerun_gives_the_uninterru
     assert json.loads(next(preempted.rglob("record.json")).read_text())["status"] == "running"
 
     resumed = finish(start(preempted, glue_dir, *extra), preempted)
+    # A run started over from scratch ends with the same numbers: it must have resumed, mid-epoch.
+    assert [line.rpartition("-")[2] for line in resumed_from(preempted)] == [str(steps[1])]
     assert resumed["train_info"]["epochs"] == uninterrupted["train_info"]["epochs"]  # epoch 2's loss spans both
     assert resumed["train_info"]["best"] == uninterrupted["train_info"]["best"]
     assert resumed["train_info"]["train_loss"] == uninterrupted["train_info"]["train_loss"]
+
+
+def test_a_checkpoint_that_does_not_load_is_set_aside_and_the_run_resumes_from_the_one_before(
+        tmp_path, glue_and_uninterrupted):
+    # A pickle where optimizer.pt was: `weights_only` rightly refuses it, and the run failed with an UnpicklingError
+    # traceback on every rerun, since the checkpoint stayed.
+    import pickle
+
+    glue_dir, uninterrupted = glue_and_uninterrupted
+    preempted = tmp_path / "preempted"
+    process = start(preempted, glue_dir)
+    deadline = time.monotonic() + 300
+    while not list(preempted.rglob("checkpoint-*/epoch_log.json")):
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the signal"
+        time.sleep(0.005)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGUSR2)
+    process.communicate(timeout=300)
+    newest = max(preempted.rglob("checkpoint-*"), key=lambda f: int(f.name.rpartition("-")[2]))
+    (newest / "optimizer.pt").write_bytes(pickle.dumps({"not": "a torch file"}))
+    rerun = start(preempted, glue_dir)
+    _, stderr = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    said = resumed_from(preempted)
+    assert any(f"setting aside the checkpoint {newest}" in line for line in said), said
+    assert said[-1].startswith("resuming from") and int(said[-1].rpartition("-")[2]) < int(newest.name[11:])
+    resumed = json.loads(next(preempted.rglob("record.json")).read_text())
+    assert resumed["train_info"]["epochs"] == uninterrupted["train_info"]["epochs"]  # from the end of epoch 1
