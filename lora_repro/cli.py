@@ -23,8 +23,9 @@ import shutil
 import sys
 import tempfile
 from importlib import metadata
+from pathlib import Path
 
-from lora_repro.config import group_choices
+from lora_repro.config import CONF_DIR, group_choices
 from lora_repro.distributed import is_main_process
 from lora_repro.errors import EXIT_USER_ERROR, UserError, choose, user_error_in
 
@@ -52,6 +53,49 @@ def check_choices(overrides: list[str]) -> None:
             continue
         for name in value.split(","):
             choose(key.replace("_", " "), name.strip(), group_choices(key))
+
+
+def config_dirs(args: list[str]) -> list[Path]:
+    """The config folders Hydra will read: the package's, and any `--config-dir`/`-cd` on the command line."""
+    dirs = [CONF_DIR]
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(Path(args[i + 1]))
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.partition("=")[2]))
+    return dirs
+
+
+def check_config_files(args: list[str]) -> None:
+    """Every YAML file Hydra may read parses with its loader, which takes no Python tags; else one line.
+
+    Hydra would stop on such a file too, but with the YAML library's traceback.
+    """
+    import yaml
+    from omegaconf._utils import get_yaml_loader
+
+    for folder in config_dirs(args):
+        for file in sorted(folder.rglob("*.yaml")) if folder.is_dir() else []:
+            try:
+                yaml.load(file.read_text(), Loader=get_yaml_loader())
+            except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+                reason = " ".join(str(err).split())
+                raise UserError(f"config file {file} cannot be read as plain YAML ({reason}); fix or remove it "
+                                "(configs hold values only, no Python tags)") from None
+
+
+def check_callbacks(args: list[str]) -> None:
+    """A Hydra callback named on the command line must be importable (Hydra's own error is a 6-line block)."""
+    from hydra._internal.utils import _locate
+
+    for arg in args:
+        key, _, target = arg.lstrip("+~").partition("=")
+        if key.startswith("hydra.callbacks.") and key.endswith("._target_") and target:
+            try:
+                _locate(target)
+            except (ImportError, AttributeError, ValueError) as err:
+                raise UserError(f"{key}={target}: no such callback class ({type(err).__name__}); name an "
+                                "importable class, e.g. lora_repro.training.sweep_summary.SweepSummary") from None
 
 
 def isolate_torch_cache() -> None:
@@ -83,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         choose("command", command, COMMANDS)
         if command in ("train", "plan", "preflight"):
             check_choices(rest)
+            check_config_files(rest)
+            check_callbacks(rest)
         module, func = COMMANDS[command].split(":")
         entry = getattr(importlib.import_module(module), func)
     except UserError as err:

@@ -202,3 +202,23 @@ def test_no_command_leaves_a_torchinductor_folder_in_tmpdir(tmp_path, glue_dir):
     result = lora_repro(["train", *TINY_RTE, "train.epochs=0"], root, glue_dir)
     assert result.returncode == 2
     assert files_under(tmp_path / "root-tmp") == [] and files_under(root) == []
+
+
+def test_a_config_file_with_a_python_tag_is_one_line(tmp_path, glue_dir):
+    # Hydra's YAML loader takes no Python tags (nothing ran), but it ended in the YAML library's 83-line traceback.
+    configs = tmp_path / "configs"
+    (configs / "local").mkdir(parents=True)
+    (configs / "local" / "mine.yaml").write_text("seed: !!python/object/apply:os.getcwd []\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    result = lora_repro(["train", "--config-dir", str(configs), "local=mine", *TINY_RTE], root, glue_dir)
+    one_line_exit_2(result, "cannot be read as plain YAML")
+    assert files_under(root, tmp_path / "root-tmp") == []
+
+
+def test_an_unknown_callback_is_one_line(tmp_path, glue_dir):
+    root = tmp_path / "root"
+    root.mkdir()
+    result = lora_repro(["train", *TINY_RTE, "+hydra.callbacks.mine._target_=no.such.Callback"], root, glue_dir)
+    one_line_exit_2(result, "no such callback class")
+    assert files_under(root, tmp_path / "root-tmp") == []
