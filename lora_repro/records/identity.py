@@ -32,7 +32,8 @@ IDENTITY_VERSION = 3  # 3: resolved precision, selection split, no method.learni
 HASHED_SECTIONS = ("task", "method", "model", "train", "seed", "setup")
 HASHED_DATA_KEYS = ("max_train_samples", "max_eval_samples", "subset_seed", "selection", "selection_rows",
                     "selection_seed")
-UNHASHED_TRAIN_KEYS = ("per_device_batch_size", "num_threads", "eval_batch_size", "save_full_model", "force")
+UNHASHED_TRAIN_KEYS = ("per_device_batch_size", "num_threads", "eval_batch_size", "save_full_model", "force",
+                       "progress_seconds")
 UNORDERED_METHOD_KEYS = ("targets",)
 # A method config's default rate: train.learning_rate reads it, then it is dropped (one rate per record).
 METHOD_DEFAULT_RATE = "learning_rate"

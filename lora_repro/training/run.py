@@ -64,6 +64,7 @@ TRAIN_NUMBERS = {
     "epochs": (int, 1, None, False), "warmup_ratio": (float, 0.0, 1.0, True), "warmup_steps": (int, 0, None, True),
     "weight_decay": (float, 0.0, None, False), "max_grad_norm": (float, 0.0, None, False),
     "num_threads": (int, 1, None, True), "max_seq_length": (int, 1, None, False),
+    "progress_seconds": (float, 0.0, None, False),
 }
 EXCLUSIVE_LOW = {"train.learning_rate"}
 # Every setting of `train:` and `data:`; anything else (a `+train.learnin_rate=...`) is a typo.
@@ -88,7 +89,8 @@ def check_number(name: str, value: object, kind: type, low: float, high: float |
 def check_settings(cfg: DictConfig) -> None:
     """Fail fast on settings that need no data or model to judge (before anything is loaded or written)."""
     for key, rule in TRAIN_NUMBERS.items():
-        check_number(f"train.{key}", cfg.train[key], *rule)
+        if key in cfg.train:  # a record written before a setting existed lacks it: its default applies
+            check_number(f"train.{key}", cfg.train[key], *rule)
     check_number("seed", cfg.seed, int, 0, MAX_SEED, False)
     check_subset_sizes(cfg.data)
     split, _, metric = str(cfg.task.headline_metric).partition("/")

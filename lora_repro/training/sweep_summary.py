@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,14 @@ def emulates_bf16() -> bool:
     return not torch.cuda.is_available() and not cpu_has_native_bf16()
 
 
+def duration(seconds: float) -> str:
+    """`seconds` as a person reads it: 45 s, 12 min, 3.4 h."""
+    if not math.isfinite(seconds):
+        return "unknown"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
+
+
 class SweepSummary(Callback):
     """Says "run k of N" as each job starts, and sums the sweep up at its end."""
 
@@ -66,7 +75,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         total = len(sweep_jobs(dict(config.hydra.sweeper.get("params") or {}), list(config.hydra.overrides.task)))
-        (sweep_dir / TOTAL_FILE).write_text(json.dumps({"jobs": total}))
+        (sweep_dir / TOTAL_FILE).write_text(json.dumps({"jobs": total, "started": time.time()}))
         if config.train.precision == "bf16" and emulates_bf16():
             log.warning("this sweep's runs are bf16, which this CPU emulates (no AVX512-BF16 or AMX): a run that "
                         "trains here takes about 50x its fp32 time. Completed runs are skipped; `lora-repro plan` "
@@ -78,8 +87,13 @@ class SweepSummary(Callback):
         total_file = Path(hydra.sweep.dir) / TOTAL_FILE
         if hydra.mode is None or not total_file.is_file():
             return
-        total = json.loads(total_file.read_text())["jobs"]
-        log.info("run %d of %d: %s", hydra.job.num + 1, total, " ".join(hydra.overrides.task))
+        sweep = json.loads(total_file.read_text())
+        total = sweep["jobs"]
+        # The pace of the runs that ended so far (skipped ones included: they cost what they cost).
+        ended = len(list(Path(hydra.sweep.dir).glob(f"*/{OUTCOME_FILE}")))
+        elapsed = time.time() - sweep.get("started", time.time())
+        eta = f", ETA {duration(elapsed / ended * (total - ended))} at the pace so far" if ended and elapsed else ""
+        log.info("run %d of %d%s: %s", hydra.job.num + 1, total, eta, " ".join(hydra.overrides.task))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:  # noqa: D102 (Hydra hook)
         from lora_repro.training.status import JOBS_FILE

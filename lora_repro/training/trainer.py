@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import resource
 import shutil
@@ -45,6 +46,7 @@ from lora_repro.training.checkpoints import (
     last_complete_checkpoint,
 )
 from lora_repro.training.preemption import SaveOnSignal
+from lora_repro.training.sweep_summary import duration
 
 logger = logging.getLogger(__name__)
 
@@ -354,6 +356,45 @@ class EpochLog(TrainerCallback):
             self._train_loss = float(logs["loss"])
 
 
+PROGRESS_SECONDS = 30  # conf/train/default.yaml's, for records written before the setting existed
+
+
+class ProgressLog(TrainerCallback):
+    """One progress line every `every_s` seconds when stderr is not a terminal.
+
+    Under `make ... > log`, nohup or a SLURM job's output file the Trainer's progress bar is off, and a run said
+    nothing between tokenizing and its last line: a slow run could not be told from a hung one. The line gives
+    step/total, epoch, the mean loss since the last line, examples/s and the ETA at this attempt's pace.
+    """
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self.trainer: Trainer | None = None  # set by `make_trainer`: the running loss lives there
+        self.started = self.last = 0.0
+        self.first_step = self.last_step = 0
+        self.last_loss = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
+        self.started = self.last = time.perf_counter()
+        self.first_step = self.last_step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102 (Trainer hook)
+        now = time.perf_counter()
+        if now - self.last < self.every_s or not state.is_world_process_zero or state.global_step == self.first_step:
+            return
+        steps_per_s = (state.global_step - self.first_step) / (now - self.started)
+        examples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        eta = (state.max_steps - state.global_step) / steps_per_s
+        running = float(self.trainer._tr_loss) if self.trainer is not None else float("nan")
+        since = self.last_loss if running >= self.last_loss else 0.0  # the Trainer resets it when it logs an epoch
+        loss = (running - since) / max(state.global_step - self.last_step, 1)
+        epochs = math.ceil(args.num_train_epochs)
+        logger.info("step %d/%d (epoch %d/%d): loss %.4f, %.1f examples/s, ETA %s", state.global_step,
+                    state.max_steps, min(int(state.epoch or 0) + 1, epochs), epochs, loss,
+                    steps_per_s * examples_per_step, duration(eta))
+        self.last, self.last_step, self.last_loss = now, state.global_step, running
+
+
 def peak_memory_bytes() -> int:
     """Peak memory of this run: CUDA max allocated on a GPU, else the process's peak RSS."""
     if torch.cuda.is_available():
@@ -401,6 +442,10 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
         compute_loss_func=example_mean_loss if args.average_tokens_across_devices else None,
     )
     log.trainer = trainer
+    if args.disable_tqdm:  # no terminal to draw a bar on: progress lines instead
+        progress = ProgressLog(cfg.train.get("progress_seconds", PROGRESS_SECONDS))
+        progress.trainer = trainer
+        trainer.add_callback(progress)
     return trainer, log
 
 

@@ -94,7 +94,7 @@ def test_a_failing_run_does_not_stop_the_sweep_and_the_summary_names_it(tmp_path
     result = launch(["task=qqp,rte", "seed=0"], tmp_path, glue_dir)
     assert result.returncode == 1, result.stderr[-3000:]
     out = result.stdout + result.stderr
-    assert "run 1 of 2" in out and "run 2 of 2" in out
+    assert "run 1 of 2: " in out and re.search(r"run 2 of 2, ETA \d+ s at the pace so far: ", out)
     assert "sweep done: 1 trained, 0 skipped (already done or running elsewhere), 1 failed" in out
     assert re.search(r"  failed: .*task=qqp.*: GLUE data for task 'qqp' not found", out)
     assert len(records(tmp_path)) == 1

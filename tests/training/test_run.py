@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -243,3 +244,25 @@ def test_length_grouped_training_keeps_dev_predictions_on_their_rows(tmp_path, g
     assert saved["idx"].tolist() == dev["idx"] and saved["label"].tolist() == dev["labels"]
     torch.testing.assert_close(torch.tensor(saved[["logit_0", "logit_1"]].to_numpy(), dtype=torch.float32),
                                logits, atol=1e-4, rtol=1e-4)
+
+
+def test_a_run_whose_output_goes_to_a_file_logs_progress_with_an_eta(tmp_path, glue_dir):
+    # Under `make demo > log`, nohup or SLURM the Trainer's bar is off: an hour of silence looked like a hang.
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(tmp_path)}
+    log = tmp_path / "out.log"
+    with open(log, "w") as out:
+        result = subprocess.run([sys.executable, "-m", "lora_repro", "train", "model=tiny_bert", "task=rte",
+                                 "train.max_seq_length=32", "train.batch_size=4", "train.epochs=2",
+                                 "train.progress_seconds=0"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                timeout=300)
+    text = log.read_text()
+    assert result.returncode == 0, text[-3000:]
+    lines = re.findall(r"step (\d+)/(\d+) \(epoch (\d)/2\): loss ([\d.]+), ([\d.]+) examples/s, ETA \d+ s", text)
+    assert len(lines) >= 5, text[-3000:]
+    assert all(int(total) == 24 and math.isfinite(float(loss)) for _, total, _, loss, _ in lines)
+    assert {epoch for _, _, epoch, _, _ in lines} == {"1", "2"}
