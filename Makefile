@@ -1,6 +1,8 @@
 # lora-repro: `make help` lists the targets. Variables: PYTHON, GLUE_DIR, ARGS (extra Hydra overrides),
 # LAUNCHER (unset = one run after another | parallel | slurm | slurm_local), DRY_RUN=1 (list runs, launch nothing).
 PYTHON ?= python
+# Test processes (pytest-xdist), one test file each: 2 for a 2-core machine.
+TEST_JOBS ?= 2
 LAUNCHER ?=
 ARGS ?=
 SWEEP = $(if $(DRY_RUN),lora-repro plan,lora-repro train -m) $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER))
@@ -20,10 +22,10 @@ demo: install ## install, then fine-tune the packaged MiniLM with LoRA on STS-B 
 	lora-repro train $(ARGS)
 
 test: ## the quick loop: every test not marked slow (tiny models; real-data tests when GLUE_DIR is set)
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -m "not slow" -n $(TEST_JOBS) --dist loadfile
 
 test-all: ## the whole test suite, as CI runs it (adds installs, kills and resumes, launchers, real-data training)
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 lint: ## ruff
 	ruff check lora_repro hydra_plugins tests notebooks
