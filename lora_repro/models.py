@@ -63,7 +63,7 @@ def resolve_source(source: str) -> str:
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"model source {source!r}: no installed package {name!r}; install it or point "
+        raise UserError(f"model source {source!r}: the package {name!r} is not installed; install it or point "
                         "model.pretrained at a hub id or local folder")
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not folder.is_dir():
