@@ -18,6 +18,10 @@ from tests.conftest import write_tiny_glue
 ARGS = ["model=tiny_bert", "task=sst2", "method=lora", "train.batch_size=8", "train.max_seq_length=32",
         "train.epochs=3"]
 
+# Where a run's checkpoints are (<run>/logs/checkpoint-<step>). Polling there, not over the whole root: a walk of
+# the root can meet the tokenized cache's temporary folder just as the run renames it into place.
+CHECKPOINTS = "experiments/runs/*/*/*/*/logs/checkpoint-*"
+
 pytestmark = pytest.mark.slow  # minutes: see `make test` and `make test-all`
 
 
@@ -54,7 +58,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, glue_and_un
     killed = tmp_path / "killed"
     process = start(killed, glue_dir)
     deadline = time.monotonic() + 300
-    while not list(killed.rglob("checkpoint-*/epoch_log.json")):  # epoch 1 is saved: now kill it in epoch 2
+    while not list(killed.glob(f"{CHECKPOINTS}/epoch_log.json")):  # epoch 1 is saved: now kill it in epoch 2
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
@@ -64,7 +68,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, glue_and_un
     # The killed attempt's training time, as its checkpoint saved it, made large enough to tell apart from
     # anything the resumed attempt could measure by itself.
     before_the_kill = 1000.0
-    for saved in killed.rglob("checkpoint-*/epoch_log.json"):
+    for saved in killed.glob(f"{CHECKPOINTS}/epoch_log.json"):
         log = json.loads(saved.read_text())
         assert log["seconds"] > 0
         saved.write_text(json.dumps({**log, "seconds": before_the_kill}))
@@ -76,7 +80,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, glue_and_un
     # Totals over both attempts: the loss of every epoch, the time up to the kill's last checkpoint too.
     assert resumed["train_info"]["train_loss"] == uninterrupted["train_info"]["train_loss"]
     assert before_the_kill < resumed["train_info"]["train_seconds"] < before_the_kill + 600
-    assert not list(killed.rglob("checkpoint-*"))  # done: no checkpoint left on disk
+    assert not list(killed.glob(CHECKPOINTS))  # done: no checkpoint left on disk
 
 
 def test_a_kill_during_a_checkpoint_save_resumes_from_the_last_complete_checkpoint(tmp_path, glue_and_uninterrupted):
@@ -84,13 +88,13 @@ def test_a_kill_during_a_checkpoint_save_resumes_from_the_last_complete_checkpoi
     killed = tmp_path / "killed"
     process = start(killed, glue_dir)
     deadline = time.monotonic() + 300
-    while len(list(killed.rglob("checkpoint-*/epoch_log.json"))) < 2:  # epochs 1 and 2 saved
+    while len(list(killed.glob(f"{CHECKPOINTS}/epoch_log.json"))) < 2:  # epochs 1 and 2 saved
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
     # As if the kill had come inside the save of epoch 2: the Trainer's files are there, this project's are not.
-    newest = max(killed.rglob("checkpoint-*"), key=lambda f: int(f.name.rpartition("-")[2]))
+    newest = max(killed.glob(CHECKPOINTS), key=lambda f: int(f.name.rpartition("-")[2]))
     for name in ("epoch_log.json", "trainable.safetensors"):
         (newest / name).unlink()
     resumed = finish(start(killed, glue_dir), killed)
@@ -116,14 +120,14 @@ def test_the_preemption_signal_saves_mid_epoch_and_the_rerun_gives_the_uninterru
     preempted = tmp_path / "preempted"
     process = start(preempted, glue_dir, *extra)
     deadline = time.monotonic() + 300
-    while not list(preempted.rglob("checkpoint-*/epoch_log.json")):  # epoch 1 is saved: signal it in epoch 2
+    while not list(preempted.glob(f"{CHECKPOINTS}/epoch_log.json")):  # epoch 1 is saved: signal it in epoch 2
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before the signal"
         time.sleep(0.005)
     time.sleep(0.5)
     process.send_signal(signal.SIGUSR2)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 128 + signal.SIGUSR2, stderr[-3000:]
-    steps = sorted(int(folder.name.rpartition("-")[2]) for folder in preempted.rglob("checkpoint-*"))
+    steps = sorted(int(folder.name.rpartition("-")[2]) for folder in preempted.glob(CHECKPOINTS))
     assert len(steps) == 2 and steps[1] % steps[0] != 0  # the end of epoch 1, then mid-epoch 2 (not lost)
     assert json.loads(next(preempted.rglob("record.json")).read_text())["status"] == "running"
 
@@ -145,13 +149,13 @@ def test_a_checkpoint_that_does_not_load_is_set_aside_and_the_run_resumes_from_t
     preempted = tmp_path / "preempted"
     process = start(preempted, glue_dir)
     deadline = time.monotonic() + 300
-    while not list(preempted.rglob("checkpoint-*/epoch_log.json")):
+    while not list(preempted.glob(f"{CHECKPOINTS}/epoch_log.json")):
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before the signal"
         time.sleep(0.005)
     time.sleep(0.5)
     process.send_signal(signal.SIGUSR2)
     process.communicate(timeout=300)
-    newest = max(preempted.rglob("checkpoint-*"), key=lambda f: int(f.name.rpartition("-")[2]))
+    newest = max(preempted.glob(CHECKPOINTS), key=lambda f: int(f.name.rpartition("-")[2]))
     (newest / "optimizer.pt").write_bytes(pickle.dumps({"not": "a torch file"}))
     rerun = start(preempted, glue_dir)
     _, stderr = rerun.communicate(timeout=600)
