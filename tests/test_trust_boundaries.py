@@ -37,6 +37,14 @@ def one_line_exit_2(result: subprocess.CompletedProcess, message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+def refused_writing_nothing(tmp_path: Path, glue_dir: Path, args: list[str], message: str, **env: str) -> None:
+    """`lora-repro ARGS` on an empty root: one line, exit 2, and nothing under the root or its TMPDIR."""
+    root = tmp_path / "root"
+    root.mkdir()
+    one_line_exit_2(lora_repro(args, root, glue_dir, **env), message)
+    assert files_under(root, tmp_path / "root-tmp") == []
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny completed run (its root and run folder), trained once and copied by each test that edits it."""
@@ -72,11 +80,8 @@ def test_a_name_that_is_a_path_is_refused_before_anything_is_written(tmp_path, g
 
 
 def test_config_overrides_cannot_turn_on_remote_code(tmp_path, glue_dir):
-    root = tmp_path / "root"
-    root.mkdir()
-    result = lora_repro(["train", *TINY_RTE, "+model.config_overrides.trust_remote_code=true"], root, glue_dir)
-    one_line_exit_2(result, "model.trust_remote_code is the one switch")
-    assert files_under(root, tmp_path / "root-tmp") == []
+    refused_writing_nothing(tmp_path, glue_dir, ["train", *TINY_RTE, "+model.config_overrides.trust_remote_code=true"],
+                            "model.trust_remote_code is the one switch")
 
 
 def test_a_package_source_is_found_not_imported(tmp_path, glue_dir):
@@ -209,16 +214,10 @@ def test_a_config_file_with_a_python_tag_is_one_line(tmp_path, glue_dir):
     configs = tmp_path / "configs"
     (configs / "local").mkdir(parents=True)
     (configs / "local" / "mine.yaml").write_text("seed: !!python/object/apply:os.getcwd []\n")
-    root = tmp_path / "root"
-    root.mkdir()
-    result = lora_repro(["train", "--config-dir", str(configs), "local=mine", *TINY_RTE], root, glue_dir)
-    one_line_exit_2(result, "cannot be read as plain YAML")
-    assert files_under(root, tmp_path / "root-tmp") == []
+    refused_writing_nothing(tmp_path, glue_dir, ["train", "--config-dir", str(configs), "local=mine", *TINY_RTE],
+                            "cannot be read as plain YAML")
 
 
 def test_an_unknown_callback_is_one_line(tmp_path, glue_dir):
-    root = tmp_path / "root"
-    root.mkdir()
-    result = lora_repro(["train", *TINY_RTE, "+hydra.callbacks.mine._target_=no.such.Callback"], root, glue_dir)
-    one_line_exit_2(result, "no such callback class")
-    assert files_under(root, tmp_path / "root-tmp") == []
+    refused_writing_nothing(tmp_path, glue_dir, ["train", *TINY_RTE, "+hydra.callbacks.mine._target_=no.such.Callback"],
+                            "no such callback class")

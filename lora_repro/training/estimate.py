@@ -169,6 +169,7 @@ class MeasuredRuns:
     def __init__(self, folders: Iterable[Path]) -> None:
         files = {f.resolve() for folder in folders if Path(folder).is_dir() for f in Path(folder).rglob("record.json")}
         self.runs = [m for m in map(read_measured, sorted(files)) if m is not None]
+        self.bf16_ratio = self.bf16_over_fp32()  # once: every planned run is scaled by it
 
     def rate(self, exclude: str | None = None, **match: str) -> float | None:
         """Median seconds per example-epoch of the runs that match (leaving out the run `exclude`), or None."""
@@ -194,7 +195,7 @@ class MeasuredRuns:
         examples_epochs = run.train_examples * run.epochs
         same = {"model": run.model, "task": run.task, "method": run.method}
         other = "fp32" if precision == "bf16" else "bf16"
-        ratio = self.bf16_over_fp32() if precision == "bf16" else 1 / self.bf16_over_fp32()
+        ratio = self.bf16_ratio if precision == "bf16" else 1 / self.bf16_ratio
         seconds, basis = None, "no measured run to scale from"
         if (rate := self.rate(exclude, precision=precision, **same)) is not None:
             seconds, basis = rate * examples_epochs, "same model, task, method and precision"

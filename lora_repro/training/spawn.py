@@ -63,7 +63,7 @@ def run_under_torchrun(processes: int) -> tuple[float, dict]:
         outcome = json.loads(outcome_file.read_text())
     else:
         outcome = {"status": "failed", "detail": f"torchrun exited with status {code} before the run ended "
-                   "(its output is above)", "overrides": overrides, "value": float("nan"), "exit_code": code}
+                   "(its output is above)", "overrides": overrides, "value": float("nan")}
         outcome_file.write_text(json.dumps(outcome))
     outcome["exit_code"] = code
     return float(outcome.get("value", float("nan"))), outcome
