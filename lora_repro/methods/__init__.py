@@ -18,6 +18,7 @@ depend on whether PEFT is in the way.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,8 @@ __all__ = [
     "check_method_config",
     "trainable_state_dict",
     "training_callbacks",
+    "decay_exempt",
+    "final_budget",
 ]
 
 # Keys of the method config group that belong to the training runner, not to the method itself.
@@ -105,6 +108,24 @@ def training_callbacks(method_cfg: DictConfig) -> list[Any]:
     """The Trainer callbacks the method needs while it trains (AdaLoRA's rank budget); most need none."""
     method = _method(method_cfg.name)
     return [method.callback(_build_config(method, method_cfg))] if method.callback else []
+
+
+def decay_exempt(method_cfg: DictConfig) -> Callable[[str], bool]:
+    """Predicate on a parameter name: True where weight decay must not apply.
+
+    Those are the method's `off_zero` parameters when its config sets `exempt_from_decay`; the Trainer's own
+    exemptions (biases, layer norms) stay as they are.
+    """
+    method = _method(method_cfg.name)
+    if method.off_zero is None or not method_cfg.get("exempt_from_decay", False):
+        return lambda name: False
+    return method.off_zero
+
+
+def final_budget(model: nn.Module, method_cfg: DictConfig) -> tuple[dict[str, int] | None, int | None]:
+    """The final rank of each adapted weight and the parameters in use, for a method that budgets its ranks."""
+    method = _method(method_cfg.name)
+    return method.final_budget(model) if method.final_budget else (None, None)
 
 
 def count_parameters(model: nn.Module, method_cfg: DictConfig) -> ParamCounts:
@@ -180,7 +201,8 @@ def _build_config(method: Method, method_cfg: DictConfig) -> Any:
     for key in RUNNER_KEYS:
         values.pop(key, None)
     fields = {f.name for f in dataclasses.fields(method.config_cls)}
-    unknown, missing = sorted(values.keys() - fields), sorted(fields - values.keys())
+    required = {f.name for f in dataclasses.fields(method.config_cls) if f.default is dataclasses.MISSING}
+    unknown, missing = sorted(values.keys() - fields), sorted(required - values.keys())
     if unknown or missing:
         raise UserError(f"method {method.name}: unknown options {unknown}, missing options {missing}; "
                         f"it takes exactly {sorted(fields)} (see conf/method/{method.name}.yaml)")

@@ -3,8 +3,11 @@
 Each adapted weight gets W + P Λ Q with Λ = diag(λ) of `init_r` entries. During training the entries' importance
 (|θ · ∇θ|, smoothed) decides which ones stay: after `tinit` of the steps the total budget falls from `init_r` to
 `target_r` per weight on average, by the end of the budgeting phase `tfinal` steps before the end, and the least
-important λ are held at zero. PEFT's model adds the orthogonality penalty on P and Q to the model's loss;
-`RankBudget` calls PEFT's `update_and_allocate` after every optimizer step (before the gradients are cleared).
+important λ are held at zero. While training, the loss carries the orthogonality penalty on P and Q
+(`orth_reg_weight` x the mean of ‖PPᵀ - I‖_F and ‖QᵀQ - I‖_F), which PEFT adds in `AdaLoraModel.forward`
+(`PenalisedAdaLora` routes the forward there). `RankBudget` calls PEFT's `update_and_allocate` after every
+optimizer step (before the gradients are cleared), and the record keeps the final rank of each weight
+(`final_budget`).
 
 Counts, both ways: the method trains init_r triplets, layers x targets x init_r x (d_in + d_out + 1) parameters,
 while the AdaLoRA paper states its budget as the average final rank, `target_r`: at target_r 8 on q and v it is
@@ -117,17 +120,52 @@ class RankBudget(TrainerCallback):
         self.adalora(model).peft_config["default"].rank_pattern = self.rank_pattern
 
 
+class PenalisedAdaLora(PeftModel):
+    """PEFT's `PeftModel` whose training forward goes through `AdaLoraModel.forward`, which adds the penalty.
+
+    Without a task type `PeftModel.forward` calls the transformers model itself and skips it, so the penalty
+    was never added (huggingface/peft#432). A task type (SEQ_CLS) would route it, but would also copy the head
+    into `modules_to_save`, which this project avoids (see `methods.lora`). Evaluation keeps the plain forward,
+    so the dev and selection losses are the task's loss alone.
+    """
+
+    def forward(self, *args, **kwargs):  # noqa: D102 (nn.Module)
+        if not self.training:
+            return super().forward(*args, **kwargs)
+        with self._enable_peft_forward_hooks(*args, **kwargs):
+            kwargs = {k: v for k, v in kwargs.items() if k not in self.special_peft_forward_args}
+            return self.base_model(*args, **kwargs)
+
+
 def owns(name: str) -> bool:
     """True for AdaLoRA's P (lora_A), Q (lora_B) and Λ (lora_E)."""
     return any(f"lora_{part}." in name for part in "ABE")
 
 
-@register("adalora", config=AdaLoraConfig, owns=owns, callback=RankBudget)
+def final_budget(model: nn.Module) -> tuple[dict[str, int], int]:
+    """The rank each adapted weight ended with, and the parameters those triplets hold: Σ rank x (d_in + d_out + 1).
+
+    The pattern is the one `RankBudget.on_train_end` left in PEFT's config; none means the budget was never cut
+    (a run shorter than `tinit`), so every weight keeps `init_r`.
+    """
+    peft_model = RankBudget.adalora(model)
+    pattern = peft_model.peft_config["default"].rank_pattern or {}
+    ranks, params = {}, 0
+    for name, module in peft_model.get_base_model().named_modules():
+        if hasattr(module, "lora_E") and "default" in getattr(module, "lora_E", {}):
+            kept = pattern.get(f"{name}.lora_E.default")  # PEFT's key: the parameter's name in the model
+            rank = sum(kept) if kept is not None else module.lora_E["default"].shape[0]
+            ranks[name] = rank
+            params += rank * (module.lora_A["default"].shape[1] + module.lora_B["default"].shape[0] + 1)
+    return ranks, params
+
+
+@register("adalora", config=AdaLoraConfig, owns=owns, callback=RankBudget, final_budget=final_budget)
 def apply(model: nn.Module, cfg: AdaLoraConfig, model_cfg: DictConfig) -> nn.Module:
     """Wrap the model with PEFT AdaLoRA on the configured targets (the schedule is set by `RankBudget`).
 
     Returns:
-        PEFT's `PeftModel` around `model`.
+        `PenalisedAdaLora` (a PEFT `PeftModel`) around `model`.
 
     Raises:
         UserError: a target that is unknown or matches no Linear layer.
@@ -137,4 +175,6 @@ def apply(model: nn.Module, cfg: AdaLoraConfig, model_cfg: DictConfig) -> nn.Mod
         init_r=cfg.init_r, target_r=cfg.target_r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
         target_modules=sorted(layers), tinit=0, tfinal=0, deltaT=cfg.delta_t, beta1=cfg.beta1, beta2=cfg.beta2,
         orth_reg_weight=cfg.orth_reg_weight, total_step=STEPS_UNTIL_TRAINING)
-    return get_peft_model(model, peft_cfg)
+    peft_model = get_peft_model(model, peft_cfg)
+    peft_model.__class__ = PenalisedAdaLora  # same object and state, the penalised training forward
+    return peft_model

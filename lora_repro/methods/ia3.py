@@ -3,7 +3,8 @@
 The vectors rescale the outputs of the chosen attention weights (keys and values in the paper) and the input
 of the feed-forward output layer (`ffn`), i.e. the feed-forward activations.
 They start at one, so training starts exactly at the backbone, and they merge into the weights. The
-method's count is layers x (d_out per attention target + d_ff for ffn).
+method's count is layers x (d_out per attention target + d_ff for ffn). One, not zero, is their neutral value:
+with `exempt_from_decay` (on in ia3.yaml; T-Few trains without weight decay) they train without weight decay.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from peft import get_peft_model
 from torch import nn
 
 from lora_repro.errors import UserError
-from lora_repro.methods.registry import register
+from lora_repro.methods.registry import check_bool, register
 from lora_repro.methods.targets import FFN, linear_layers
 
 
@@ -25,8 +26,10 @@ class IA3Config:
     """Options of `conf/method/ia3.yaml` (documented there); validated on construction."""
 
     targets: list[str]
+    exempt_from_decay: bool = False
 
     def __post_init__(self) -> None:
+        check_bool("ia3 exempt_from_decay", self.exempt_from_decay)
         if not isinstance(self.targets, list) or not self.targets or len(set(self.targets)) != len(self.targets):
             raise UserError(f"ia3 targets must be a list of distinct weights such as [k, v, ffn], "
                             f"got {self.targets!r}")
@@ -37,7 +40,7 @@ def owns(name: str) -> bool:
     return "ia3_l" in name
 
 
-@register("ia3", config=IA3Config, owns=owns)
+@register("ia3", config=IA3Config, owns=owns, off_zero=owns)
 def apply(model: nn.Module, cfg: IA3Config, model_cfg: DictConfig) -> nn.Module:
     """Wrap the model with PEFT (IA)³: `ffn` rescales its layer's input, every other target its output.
 

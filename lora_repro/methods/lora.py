@@ -10,6 +10,10 @@ own with the same config:
   the start is still exactly W, and the rebuilt model redoes the (deterministic) SVD, so saving A and B is
   enough.
 
+DoRA's magnitudes start at ‖W‖_c and PiSSA's factors at W's principal part: 0 is not their neutral value, so
+weight decay would pull the model off the backbone. With `exempt_from_decay` (on in dora.yaml and pissa.yaml)
+they train without it (`OFF_ZERO`); plain LoRA's B A is neutral at 0, so the option changes nothing there.
+
 Targets are the paper's weight names (q, k, v, o, ffn), resolved by `methods.targets`. PEFT's
 `task_type`/`modules_to_save` are not used: they would copy the head and inflate the counts; the head is
 unfrozen by name by `apply_method`, as for every method.
@@ -40,7 +44,7 @@ from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
 
 from lora_repro.errors import UserError
-from lora_repro.methods.registry import check_int, register
+from lora_repro.methods.registry import check_bool, check_int, register
 from lora_repro.methods.targets import linear_layers
 
 __all__ = ["FACTOR_KEY", "FAMILY", "LoraConfig", "FusedLoraLinear", "owns", "restore_peft_forward"]
@@ -55,6 +59,11 @@ FAMILY: dict[str, dict[str, Any]] = {
     "rslora": {"use_rslora": True},
     "pissa": {"init_lora_weights": "pissa"},
 }
+# Method name -> its parameters whose neutral value is not 0 (PEFT's names).
+OFF_ZERO: dict[str, re.Pattern] = {
+    "dora": re.compile(r"\.lora_magnitude_vector\."),
+    "pissa": re.compile(r"\.lora_[AB]\."),
+}
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,11 @@ class LoraConfig:
     alpha: float
     dropout: float
     targets: list[str]
+    exempt_from_decay: bool = False
 
     def __post_init__(self) -> None:
         check_int("lora rank r", self.r, 1)
+        check_bool("lora exempt_from_decay", self.exempt_from_decay)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) \
                 or not math.isfinite(self.alpha) or self.alpha <= 0:
             raise UserError(f"lora alpha must be a finite number > 0, got {self.alpha!r}")
@@ -189,4 +200,6 @@ def _autocast_on(device_type: str) -> bool:
 
 
 for _method, _options in FAMILY.items():
-    register(_method, config=LoraConfig, owns=owns)(partial(apply, method=_method, peft_options=_options))
+    _off_zero = OFF_ZERO[_method].search if _method in OFF_ZERO else None
+    register(_method, config=LoraConfig, owns=owns, off_zero=_off_zero)(
+        partial(apply, method=_method, peft_options=_options))

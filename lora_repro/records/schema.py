@@ -49,6 +49,9 @@ class ParamCounts(BaseModel):
     method: int
     trainable: int
     total: int
+    # A method that cuts its ranks while training (AdaLoRA): the parameters its final ranks use, and those ranks.
+    method_final: int | None = None
+    final_ranks: dict[str, int] | None = None
 
 
 class TrainInfo(BaseModel, extra="allow"):

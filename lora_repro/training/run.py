@@ -27,7 +27,13 @@ from lora_repro.data.glue import GlueData, build_datasets
 from lora_repro.data.tasks import MAX_SEED, SELECT, check_subset_sizes, num_labels, selection_metric
 from lora_repro.distributed import check_one_process_per_gpu, from_main, is_main_process
 from lora_repro.errors import UserError, check_known, choose
-from lora_repro.methods import apply_method, check_method_config, count_parameters, trainable_state_dict
+from lora_repro.methods import (
+    apply_method,
+    check_method_config,
+    count_parameters,
+    final_budget,
+    trainable_state_dict,
+)
 from lora_repro.methods.lora import FACTOR_KEY
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
@@ -240,12 +246,14 @@ def train_and_record(cfg: DictConfig, run_id: RunId, record: RunRecord | None, t
     with contextlib.suppress(OSError):
         logs.rmdir()  # nothing was logged there
     counts = count_parameters(model, cfg.method)
+    final_ranks, method_final = final_budget(model, cfg.method)
     plan = batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size)
     train_info = TrainInfo(
         **summarize(epoch_log, cfg.task.headline_metric, selection_metric(cfg.task, cfg.data)),
         selection=SelectionInfo(protocol=cfg.data.selection, rows={s: len(ds) for s, ds in data.evals.items()}),
         epochs=epoch_log.epochs,
-        params=ParamCounts(method=counts.method, trainable=counts.trainable, total=counts.total),
+        params=ParamCounts(method=counts.method, trainable=counts.trainable, total=counts.total,
+                           method_final=method_final, final_ranks=final_ranks),
         train_examples=len(data.train),
         eval_examples={split: len(ds) for split, ds in data.evals.items()},
         train_seconds=seconds,

@@ -15,6 +15,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from lora_repro.data.tasks import selection_metric
 from lora_repro.distributed import is_main_process, mean_over_processes, world_size
 from lora_repro.errors import UserError
 from lora_repro.hardware import resolve_precision
-from lora_repro.methods import load_trainable_state_dict, trainable_state_dict, training_callbacks
+from lora_repro.methods import decay_exempt, load_trainable_state_dict, trainable_state_dict, training_callbacks
 from lora_repro.metrics import compute_metrics, predictions_from_logits
 from lora_repro.records.io import atomic_write
 from lora_repro.training.checkpoints import (
@@ -154,9 +155,13 @@ class GlueTrainer(Trainer):
       longer line up with the dev rows. Length grouping only pays during training.
     * In a distributed run, every process draws one order and the last batches are filled with a masked row
       (`SharedOrderSampler`), so each example trains once per epoch, as in one process.
+    * Weight decay skips, besides the Trainer's biases and layer norms, the method's parameters whose neutral
+      value is not 0 when its config says so (`methods.decay_exempt`).
     """
 
-    def __init__(self, *args, train_dataset=None, **kwargs):
+    def __init__(self, *args, train_dataset=None, decay_exempt: Callable[[str], bool] = lambda name: False,
+                 **kwargs):
+        self.decay_exempt = decay_exempt  # before the Trainer's __init__, which may build the optimizer
         super().__init__(*args, train_dataset=train_dataset, **kwargs)
         self.order_sampler: ReplayableOrder | None = None
         self.order_replay: torch.Tensor | None = None  # set by `fit` when resuming mid-epoch
@@ -164,6 +169,9 @@ class GlueTrainer(Trainer):
         self.train_rows = len(train_dataset) if train_dataset is not None else 0
         if self.args.world_size > 1 and train_dataset is not None:
             self.train_dataset = with_masked_row(train_dataset)
+
+    def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:  # noqa: D102 (Trainer hook)
+        return [name for name in super().get_decay_parameter_names(model) if not self.decay_exempt(name)]
 
     def _get_eval_sampler(self, eval_dataset):  # noqa: D102 (Trainer hook)
         # Under DDP, accelerate shards this sampler's batches and gathers them back in order.
@@ -440,6 +448,7 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
         # The method's callbacks first: what they save with a checkpoint is there before `log` marks it complete.
         callbacks=[*training_callbacks(cfg.method), log, SaveOnSignal()],
         compute_loss_func=example_mean_loss if args.average_tokens_across_devices else None,
+        decay_exempt=decay_exempt(cfg.method),
     )
     log.trainer = trainer
     if args.disable_tqdm:  # no terminal to draw a bar on: progress lines instead

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -33,6 +34,29 @@ def test_the_rank_budget_is_spent_by_the_end_of_a_run_from_the_command_line(tmp_
     assert int((singular == 0).sum()) == (4 - 2) * adapted
     # Every report reads the record through the store, which names AdaLoRA's row by its rank budget.
     assert load_records([tmp_path])["row_key"].tolist() == ["AdaLoRA r=4→2 α=32 {q,v}"]
+    # The record keeps the final rank of each weight and what those ranks hold: r x (d_in + d_out + 1) each.
+    params = json.loads(next(tmp_path.rglob("record.json")).read_text())["train_info"]["params"]
+    kept = {name: int((weights[f"{name}.lora_E.default"] != 0).sum()) for name in params["final_ranks"]}
+    assert params["final_ranks"] == kept and sum(kept.values()) == 2 * adapted
+    assert params["method_final"] == sum(kept.values()) * (32 + 32 + 1)  # tiny_bert: hidden size 32
+
+
+def train_loss(root: Path, glue_dir: Path, *overrides: str) -> float:
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "lora_repro.cli", "train", "model=tiny_bert", "task=rte",
+                             "method=adalora", "train.epochs=1", "train.batch_size=8", "train.max_seq_length=32",
+                             "train.precision=fp32", *overrides], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(next(root.rglob("record.json")).read_text())["train_info"]["epochs"][0]["train_loss"]
+
+
+def test_the_orthogonality_penalty_is_in_the_training_loss_from_the_command_line(tmp_path, glue_dir):
+    # PEFT adds it in AdaLoraModel.forward, which a PeftModel without a task type skips (huggingface/peft#432):
+    # there, every weight gave the same loss.
+    without = train_loss(tmp_path / "w0", glue_dir, "method.orth_reg_weight=0")
+    penalised = train_loss(tmp_path / "w1", glue_dir, "method.orth_reg_weight=1")
+    # P and Q start as random init_r x d matrices, far from orthonormal: ‖PPᵀ - I‖_F is of order 1 or more.
+    assert math.isfinite(without) and math.isfinite(penalised) and penalised - without > 0.5
 
 
 @pytest.mark.slow  # three short runs
