@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from lora_repro.errors import choose
 
-__all__ = ["BATCHED_METRICS", "METRICS", "compute_metrics", "predictions_from_logits"]
+__all__ = ["BATCHED_METRICS", "METRICS", "compute_metrics", "predictions_from_logits", "resample_counts"]
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -87,39 +87,64 @@ def compute_metrics(names: Sequence[str], predictions: np.ndarray, labels: np.nd
 
 
 
-# The same metrics over many resamples at once, for the bootstrap (`lora_repro.report.claims`):
-# row b of `predictions` and `labels` (shape (B, n)) is one resample; the result has shape (B,).
-# tests/test_metrics.py holds each of them equal to its scikit-learn/scipy counterpart above.
-BatchedMetric = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# The same metrics over many resamples at once, for the bootstrap (`lora_repro.report.claims`). A resample is a
+# row of `counts` (shape (B, n)): how many times it drew each of the n examples. Every metric here is a function
+# of count-weighted sums over examples, so B resamples of K prediction vectors (shape (K, n)) are a few matrix
+# products, never B copies of the data. The result has shape (B, K). tests/test_metrics.py holds each equal to
+# its scikit-learn/scipy counterpart above on the resampled rows.
+BatchedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def _batched_accuracy(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return (predictions == labels).mean(axis=1)
+def resample_counts(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
+    """`resamples` bootstrap resamples of n examples, as counts: shape (resamples, n), each row summing to n."""
+    drawn = rng.integers(0, n, size=(resamples, n)) + n * np.arange(resamples)[:, None]
+    # float32: counts and their sums over 0/1 values are whole numbers far below 2^24, so they stay exact.
+    return np.bincount(drawn.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float32)
 
 
-def _binary_counts(predictions: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
+def _weighted(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Count-weighted sums, (B, n) x (K, n) -> (B, K): 0/1 values in the counts' float32, others in float64."""
+    if values.dtype == bool:
+        return (counts @ values.astype(counts.dtype).T).astype(np.float64)
+    return counts.astype(np.float64) @ np.asarray(values, dtype=np.float64).T
+
+
+def _batched_accuracy(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return _weighted(counts, predictions == labels) / counts.sum(axis=1, keepdims=True, dtype=np.float64)
+
+
+def _binary_counts(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
     p, y = predictions == 1, labels == 1
-    return ((p & y).sum(1).astype(float), (p & ~y).sum(1).astype(float),
-            (~p & y).sum(1).astype(float), (~p & ~y).sum(1).astype(float))
+    tp, fp, fn = (_weighted(counts, mask) for mask in (p & y, p & ~y, ~p & y))
+    return tp, fp, fn, counts.sum(axis=1, keepdims=True, dtype=np.float64) - tp - fp - fn
 
 
-def _batched_f1(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    tp, fp, fn, _ = _binary_counts(predictions, labels)
+def _batched_f1(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    tp, fp, fn, _ = _binary_counts(counts, predictions, labels)
     denominator = 2 * tp + fp + fn
     return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
 
 
-def _batched_matthews(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    tp, fp, fn, tn = _binary_counts(predictions, labels)
+def _batched_matthews(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    tp, fp, fn, tn = _binary_counts(counts, predictions, labels)
     denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     return np.divide(tp * tn - fp * fn, denominator, out=np.zeros_like(tp), where=denominator > 0)
 
 
-def _batched_pearson(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    x = predictions - predictions.mean(axis=1, keepdims=True)
-    y = labels - labels.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((x * x).sum(1) * (y * y).sum(1))
-    return np.divide((x * y).sum(1), denominator, out=np.zeros(len(x)), where=denominator > 0)
+def _batched_pearson(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    # Centred on the full sample's means first: the sums of squares then hold no large common offset.
+    x = np.asarray(predictions, dtype=np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    y = np.asarray(labels, dtype=np.float64) - np.mean(labels)
+    counts = counts.astype(np.float64)
+    n = counts.sum(axis=1, keepdims=True)
+    sum_x, sum_y = _weighted(counts, x), (counts @ y)[:, None]
+    sum_xx, sum_yy = _weighted(counts, x * x), (counts @ (y * y))[:, None]
+    cov = _weighted(counts, x * y) - sum_x * sum_y / n
+    denominator = np.sqrt(np.clip(sum_xx - sum_x ** 2 / n, 0, None) * np.clip(sum_yy - sum_y ** 2 / n, 0, None))
+    # A resample whose predictions or labels do not vary (up to rounding): 0, as the official metric says.
+    varies = denominator > 1e-9 * np.sqrt(sum_xx * sum_yy)
+    return np.divide(cov, denominator, out=np.zeros_like(cov), where=varies)
 
 
 BATCHED_METRICS: dict[str, BatchedMetric] = {

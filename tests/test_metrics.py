@@ -79,15 +79,21 @@ def test_predictions_from_logits():
 
 
 @pytest.mark.parametrize("name", ["accuracy", "f1", "matthews_correlation", "pearson"])
-def test_batched_metrics_equal_the_official_ones(name):
-    # 200 resamples of a 50-example dev set, including degenerate rows (constant predictions, one class only).
-    from lora_repro.metrics import BATCHED_METRICS
+def test_batched_metrics_equal_the_official_ones_on_every_resample(name):
+    # 300 resamples of a 50-example dev set, for 4 prediction vectors, with degenerate ones (constant predictions,
+    # a resample of one class only).
+    from lora_repro.metrics import BATCHED_METRICS, resample_counts
 
     rng = np.random.default_rng(0)
     regression = name == "pearson"
-    labels = rng.normal(size=(200, 50)) if regression else rng.integers(0, 2, size=(200, 50))
-    predictions = labels + rng.normal(size=labels.shape) if regression else rng.integers(0, 2, size=(200, 50))
+    labels = rng.normal(size=50) * 2 + 3 if regression else rng.integers(0, 2, size=50)
+    predictions = np.stack([labels + rng.normal(size=50) if regression else rng.integers(0, 2, size=50)
+                            for _ in range(4)])
     predictions[0] = predictions[0, 0]  # constant predictions
-    labels[1] = labels[1, 0]  # constant labels
-    expected = [METRICS[name](p, y) for p, y in zip(predictions, labels, strict=True)]
-    assert BATCHED_METRICS[name](predictions, labels) == pytest.approx(expected, abs=1e-12)
+    counts = resample_counts(rng, 50, 300)
+    counts[1] = 0
+    counts[1, 7] = 50  # one example drawn 50 times: constant labels
+    assert (counts.sum(axis=1) == 50).all()
+    rows = [np.repeat(np.arange(50), c.astype(int)) for c in counts]
+    expected = [[METRICS[name](p[r], labels[r]) for p in predictions] for r in rows]
+    assert BATCHED_METRICS[name](counts, predictions, labels) == pytest.approx(np.array(expected), abs=1e-9)

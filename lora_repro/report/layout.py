@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from lora_repro.errors import UserError
 from lora_repro.paper.names import TASK_NAMES, TASK_ORDER
 from lora_repro.records.schema import COMPLETED
-from lora_repro.report.cells import MISSING, MIXED
+from lora_repro.report.cells import HEADLINE, MISSING, MIXED
 
 __all__ = ["Report", "Section", "legend", "metric_note", "mixed_notes",
            "not_results_note", "order_tasks", "position", "require_completed", "select", "task_name"]
@@ -83,14 +83,15 @@ def require_completed(records: pd.DataFrame, what: str) -> pd.DataFrame:
     return done
 
 
-def legend(expected: int, records: pd.DataFrame | None = None, value: str = "best") -> str:
+def legend(expected: int, records: pd.DataFrame | None = None, value: str = "best", statistic: str = HEADLINE
+           ) -> str:
     """How to read a cell (of `records`' `value`: the selected epoch's, or the paper's convention)."""
     selected = records is not None and "selection" in records and (
         records.loc[records["status"] == COMPLETED, "selection"] != "none").any()
     what = ("the report split's metric at the epoch its own selection split chose" if selected and value == "best"
             else "the report split's metric at the epoch the report split itself liked best (the paper's "
             "convention)" if selected else "the best-epoch dev metric")
-    return (f"Cells: median over seeds ± sample std of {what}, x100 (`87.5±.3`); "
+    return (f"Cells: {statistic} over seeds ± sample std of {what}, x100 (`87.5±.3`); "
             f"`(k/{expected} seeds)` = only k of the {expected} seeds asked for (--seeds) completed; "
             f"`{MISSING}` = no completed run; `{MIXED}` = the cell's runs come from more than one config "
             f"(only the config with the most seeds is used, see the notes).")

@@ -18,10 +18,12 @@ from lora_repro.paper import RECIPE_DIFFERENCES, recipe_disagreements
 from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS
 from lora_repro.records.schema import COMPLETED
 from lora_repro.records.store import method_label
-from lora_repro.report.cells import MISSING, format_cell, summarize_cells
+from lora_repro.report.cells import MISSING, PAPER_CONVENTION, format_cell, summarize_cells
 from lora_repro.report.claims import (
+    FRAGILE,
     RANK_CLAIMS,
     RESAMPLES,
+    RNG_SEEDS,
     SUCCESSOR_CLAIMS,
     TABLE2_CLAIMS,
     Claim,
@@ -58,7 +60,7 @@ DEFAULT_SEEDS = {"table2": 5, "table5": 5, "table6": 5, "mini": 5, "lr_search": 
 MINI_MODEL = "minilm"
 TRIVIAL_LABEL = "Trivial baseline"
 FRONT_COLUMNS = ("Model", "Method", "# Trainable Parameters")
-CLAIMS_TITLE = "The paper's claims on MiniLM: measured differences, 95% bootstrap intervals, verdicts"
+CLAIMS_TITLE = "The paper's claims on MiniLM: measured differences, intervals at the Holm levels, verdicts"
 PARAMS_TITLE = "Table 2's \"# Trainable Parameters\", computed on the meta device, next to the paper's"
 
 
@@ -136,10 +138,10 @@ def baseline_row(table: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
 
 def margin_note(tidy: pd.DataFrame, baseline: pd.DataFrame) -> str:
     """The smallest lead of any method over the trivial baseline: whether every column means something."""
-    cells = tidy[(tidy["task"] != AVG) & tidy["median"].notna()].merge(baseline, on="task")
+    cells = tidy[(tidy["task"] != AVG) & tidy["center"].notna()].merge(baseline, on="task")
     if cells.empty:
         return ""
-    lead = 100 * (cells["median"] - cells["value"])
+    lead = 100 * (cells["center"] - cells["value"])
     worst = cells.loc[lead.idxmin()]
     return (f"Trivial baseline: the best constant prediction on each dev set (majority class; the mean score "
             f"for STS-B, whose Pearson is then 0), from the dev labels the runs saved. Smallest lead of a "
@@ -147,7 +149,7 @@ def margin_note(tidy: pd.DataFrame, baseline: pd.DataFrame) -> str:
 
 
 def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, title: str = CLAIMS_TITLE) -> Report:
-    """Claims, each with our difference, its 95% bootstrap interval and a verdict (`table`: `claims_table`'s).
+    """Claims, each with our difference, its interval at its Holm level and a verdict (`table`: `claims_table`'s).
 
     Args:
         table: the tested claims (`claims_table`), possibly of several claim sets.
@@ -157,15 +159,19 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
     """
     lines = max(len(table), 1)
     notes = ["Each claim reads `A − B ≥ margin` in points (x100) on the mean over seeds of each run's report-split "
-             "metric at the epoch its selection split chose (the tables print medians); over several tasks, on the "
-             "mean of the task cells. Interval: percentile bootstrap "
-             f"({RESAMPLES} resamples, seeded) over the selection and report examples (paired across methods), the "
-             "epoch (re-chosen on the resampled selection split in every resample) and the seeds, rescaled so that "
-             "the run-by-example noise is not counted twice (lora_repro/report/claims.py).",
+             "metric at the epoch its selection split chose, the statistic of every headline table; over several "
+             "tasks, on the mean of the task cells. Margin, from the paper's wording: −1 for \"matches or exceeds\", "
+             "0 for \"beats\". Interval: difference ± t quantile x standard error. The variance is the seeds' part "
+             "(each cell's sample variance / n) plus the examples' part (a paired bootstrap of the selection and "
+             f"report examples, {RESAMPLES} resamples, the epoch re-chosen in each), less the run-by-example noise "
+             "both hold; df: Welch–Satterthwaite, n − 1 per cell's seeds (lora_repro/report/claims.py). Seed share: "
+             "the seeds' part of the variance; * = the examples' part came out below 0 and is taken as 0.",
              "All lines of this table are one family: Holm's step-down procedure keeps the chance of any false "
              f"verdict at 5%. Level = the line's interval coverage under it ({100 * (1 - 0.05 / lines):.1f}% "
              f"= 1 − 0.05/{lines} for the first of these {lines} lines). Verdict: holds = "
              "the whole interval at or above the margin; does not hold = entirely below; inconclusive = otherwise. "
+             f"Stability: the share of {RNG_SEEDS} bootstrap RNG seeds whose whole Holm procedure gives the printed "
+             f"verdict (seed 0's); below {FRAGILE:.0%} the verdict is marked fragile. "
              "Seeds to settle: seeds per cell at which a difference of the observed size and spread would clear "
              "the margin at the line's level (∞: the examples alone are too noisy). A verdict is whatever the "
              "records say: nothing is tuned to make a claim hold.",
@@ -181,12 +187,19 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
         "Difference": table["difference"].map("{:+.1f}".format),
         "Interval": [f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
         "Level": table["level"].map(lambda level: f"{100 * level:.1f}%"),
-        "Margin": table["margin"].map("{:+.0f}".format), "Verdict": table["verdict"],
+        "Margin": table["margin"].map("{:+.0f}".format),
+        "Seed share": [f"{share:.2f}" + ("*" if clipped else "")
+                       for share, clipped in zip(table["seed_share"], table["example_clipped"], strict=True)],
+        "Verdict": [v + (" (fragile)" if stable < FRAGILE else "")
+                    for v, stable in zip(table["verdict"], table["stability"], strict=True)],
+        "Stability": table["stability"].map("{:.0%}".format),
         "Parameters A / B: own; with the head": [
             f"{r.A_params_own:,} / {r.B_params_own:,}; {r.A_params_trainable:,} / {r.B_params_trainable:,}"
             for r in table.itertuples()],
         "Seeds to settle": table["seeds_to_settle"].map(
             lambda n: "" if pd.isna(n) else "∞" if math.isinf(n) else f"{int(n)}")})
+    if table["scale"].astype(bool).any():  # the successors' claims come from other models and schedules
+        shown["Scale"] = table["scale"]
     missing = [c.name for c in claims if c.name not in set(table["claim"])]
     if missing:
         notes.append(f"Not tested yet (their runs are missing): claim(s) {', '.join(missing)}.")
@@ -205,44 +218,50 @@ def with_baseline(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int
     sections[0].table = baseline_row(sections[0].table, baseline)
     sections[0].notes.insert(2, margin_note(tidy, baseline))
     tidy = pd.concat([tidy.assign(table="table2"),
-                      baseline.assign(table="table2", label="Trivial", method=TRIVIAL_LABEL, median=baseline["value"])
+                      baseline.assign(table="table2", label="Trivial", method=TRIVIAL_LABEL, center=baseline["value"])
                       .drop(columns=["value", "metric"])], ignore_index=True)
     return sections, tidy, baseline
 
 
-def convention_sections(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int) -> list[Section]:
+def convention_sections(records: pd.DataFrame, tasks: Sequence[str] | None, seeds: int, headline: pd.DataFrame
+                        ) -> list[Section]:
     """The paper's convention beside the headline, and how much it flatters each method.
 
-    The convention takes each run's best epoch on the report split itself; the flattery is its gain over the
-    epoch the selection split chose. No sections for runs without a selection split.
+    The convention is the median over seeds of each run at the epoch the report split itself liked best; the
+    flattery is that view's cell minus the headline's (`headline`: the headline table's tidy cells), so each
+    number is the difference of two printed ones. No sections for runs without a selection split.
     """
     done = records[records["status"] == COMPLETED]
     if done.empty or (done["selection"] == "none").all():
         return []
-    view, _, _ = table2_sections(records, tasks, seeds, paper_models=[], value="report_best")
-    view[0].title = ("The paper's convention, for comparison only: each run at the epoch the report split "
-                     "itself liked best")
-    gain = summarize_cells(done.assign(gain=done["report_best"] - done["best"]), ["label", "task"], value="gain")
-    shown_tasks = order_tasks(tasks or done["task"])
-    table = gain.pivot_table(index="label", columns="task", values="median", aggfunc="first")
-    table = table.reindex(sorted(table.index, key=lambda label: position(label, LABEL_ORDER)))[shown_tasks]
-    table["Avg."] = table.mean(axis=1, skipna=False)
+    view, convention, _ = table2_sections(records, tasks, seeds, paper_models=[], value="report_best",
+                                          statistic=PAPER_CONVENTION)
+    view[0].title = ("The paper's convention, for comparison only: the median over seeds of each run at the epoch "
+                     "the report split itself liked best")
+    keys = ["row_key", "task"]
+    both = convention[keys + ["label", "center"]].merge(headline[keys + ["center"]], on=keys,
+                                                         suffixes=("_convention", "_headline"))
+    both["gain"] = both["center_convention"] - both["center_headline"]
+    table = both.pivot_table(index="label", columns="task", values="gain", aggfunc="first")
+    table = table.reindex(sorted(table.index, key=lambda label: position(label, LABEL_ORDER)))
+    table = table[[t for t in [*order_tasks(tasks or done["task"]), AVG] if t in table.columns]]
     flattery = pd.DataFrame({"Method": table.index})
     for column in table.columns:
-        name = column if column == "Avg." else task_name(column)
+        name = "Avg." if column == AVG else task_name(column)
         flattery[name] = [MISSING if pd.isna(v) else f"{100 * v:+.1f}" for v in table[column]]
     return [*view[:1], Section(
         "How much the paper's convention flatters each method (points)", flattery,
-        ["Median over seeds of each run's report-split metric at the report split's own best epoch minus the "
-         "same metric at the epoch the selection split chose; 0 = the two agree. Choosing the epoch on the "
-         "numbers that are then reported can only raise them, and by more for methods whose dev scores swing "
-         "between epochs. Avg. = mean over the tasks."])]
+        ["The paper's convention above minus the headline table (each cell the difference of the two printed "
+         "cells, from their unrounded values): two changes at once, the median of the seeds for their mean and "
+         "each run's best epoch on the reported split for the epoch its selection split chose. Choosing the epoch "
+         "on the numbers that are then reported can only raise a run; the median can move a cell either way."])]
 
 
 def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequence[str] | None,
                 seeds: int) -> Report:
     """The Table 2 layout for MiniLM with a trivial-baseline row, the claims, and the rank analogs."""
     sections, tidy, baseline = with_baseline(records, tasks, seeds)
+    convention = convention_sections(records, tasks, seeds, tidy)
     shown = [t for t in dict.fromkeys(tidy["task"]) if t in set(records["task"])]
     reference = Section("Reference only: the paper's RoBERTa-base rows (a different, larger model; the paper "
                         "has no MiniLM row, so there is no difference to compute)", paper_block("roberta-base", shown),
@@ -263,7 +282,7 @@ def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequen
         figures["mini_rank"] = rank_figure(cells6)
         tidy = pd.concat([tidy, cells5.assign(table="table5"), cells6.assign(table="table6")], ignore_index=True)
     return Report("mini", "The paper's comparison on MiniLM (CPU scale)",
-                  [*sections, *convention_sections(records, tasks, seeds), *claims.sections, reference,
+                  [*sections, *convention, *claims.sections, reference,
                    *rank_sections], tidy, figures, [claims])
 
 
@@ -303,7 +322,7 @@ def successors_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds:
                            "rsLoRA, PiSSA: r=8, α=16 on Wq,Wv; AdaLoRA: a budget of rank 8 on Wq,Wv); VeRA and "
                            "(IA)³ with their papers' settings. What each paper claims, and which parameter count it "
                            "uses: " + "; ".join(f"{c.name}: {c.source}" for c in SUCCESSOR_CLAIMS) + ".",
-                           "LoRA's successors on MiniLM: measured differences, 95% bootstrap intervals, verdicts")
+                           "LoRA's successors on MiniLM: measured differences, intervals at the Holm levels, verdicts")
     figures = {"successors_tasks": task_figure(tidy[(tidy["task"] != AVG) & (tidy["label"] != "Trivial")],
                                                baseline)}
     sections[0] = Section(sections[0].title, sections[0].table,
@@ -423,7 +442,7 @@ def lr_search_report(records: pd.DataFrame, search: RateSearch = RATE_SEARCHES["
 
 
 def precision_report(records: pd.DataFrame, seeds: int) -> Report:
-    """bf16 against fp32 per task and method: is bf16's median within the fp32 seeds' range, and its speed."""
+    """bf16 against fp32 per task and method: is bf16's mean within the fp32 seeds' range, and its speed."""
     done = require_completed(records, "precision")
     cells = summarize_cells(done, ["task", "label", "train.precision"])
     cells = cells.set_index(["task", "label", "train.precision"])
@@ -437,10 +456,10 @@ def precision_report(records: pd.DataFrame, seeds: int) -> Report:
             runs = done[(done["task"] == task) & (done["label"] == label)]
             values = runs[runs["train.precision"] == "fp32"]["best"].astype(float)
             seconds = runs.groupby("train.precision")["train_seconds"].median()
-            rows.append({"task": task, "method": label, "fp32": fp32["median"], "fp32_std": fp32["std"],
-                         "fp32_min": values.min(), "fp32_max": values.max(), "bf16": bf16["median"],
-                         "bf16_std": bf16["std"], "difference": bf16["median"] - fp32["median"],
-                         "within": bool(values.min() <= bf16["median"] <= values.max()),
+            rows.append({"task": task, "method": label, "fp32": fp32["center"], "fp32_std": fp32["std"],
+                         "fp32_min": values.min(), "fp32_max": values.max(), "bf16": bf16["center"],
+                         "bf16_std": bf16["std"], "difference": bf16["center"] - fp32["center"],
+                         "within": bool(values.min() <= bf16["center"] <= values.max()),
                          "n_fp32": int(fp32["n_seeds"]), "n_bf16": int(bf16["n_seeds"]),
                          "time_ratio": seconds.get("bf16", math.nan) / seconds.get("fp32", math.nan)})
     table = pd.DataFrame(rows)
@@ -453,7 +472,7 @@ def precision_report(records: pd.DataFrame, seeds: int) -> Report:
         "bf16": [format_cell(m, s, n, seeds, False) for m, s, n in zip(table["bf16"], table["bf16_std"],
                                                                           table["n_bf16"], strict=True)],
         "bf16 − fp32": table["difference"].map(lambda d: f"{100 * d:+.1f}"),
-        "bf16 median within the fp32 range": table["within"].map({True: "yes", False: "no"}),
+        "bf16 mean within the fp32 range": table["within"].map({True: "yes", False: "no"}),
         "train time bf16 / fp32": table["time_ratio"].map(lambda r: MISSING if pd.isna(r) else f"{r:.2f}"),
     })
     notes = [legend(seeds, records), metric_note(records),

@@ -17,6 +17,7 @@ from lora_repro.paper import paper_table
 from lora_repro.paper.names import FT, LABEL_ORDER, PAPER_MODELS, SETUPS, TASK_ORDER
 from lora_repro.records.schema import COMPLETED
 from lora_repro.report.cells import (
+    HEADLINE,
     MISSING,
     cell_text,
     format_delta,
@@ -104,25 +105,27 @@ def paper_avg(index: float, tasks: Sequence[str]) -> float:
 
 
 def avg_rows(tidy: pd.DataFrame, rows: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
-    """Per row, the mean of its task medians (only when every task has one) and the paper's Avg."""
+    """Per row, the mean of its task cells (only when every task has one) and the paper's Avg."""
     main = tidy[tidy["task"].isin(tasks)]
-    mean = main.groupby(ROW_KEYS, sort=False)["median"].agg(lambda m: m.mean(skipna=False))
+    mean = main.groupby(ROW_KEYS, sort=False)["center"].agg(lambda m: m.mean(skipna=False))
     avg = rows[ROW_KEYS + ["label", "method", "params", "paper_index"]].assign(task=AVG)
-    avg["median"] = [mean.get(tuple(k), float("nan")) for k in avg[ROW_KEYS].itertuples(index=False)]
+    avg["center"] = [mean.get(tuple(k), float("nan")) for k in avg[ROW_KEYS].itertuples(index=False)]
+    avg["statistic"] = main["statistic"].dropna().iloc[0] if main["statistic"].notna().any() else None
     avg["paper"] = [paper_avg(i, tasks) for i in avg["paper_index"]]
-    avg["cell"] = avg["median"].map(lambda m: MISSING if pd.isna(m) else f"{100 * m:.1f}")
+    avg["cell"] = avg["center"].map(lambda m: MISSING if pd.isna(m) else f"{100 * m:.1f}")
     return avg
 
 
 def table2_tidy(records: pd.DataFrame, rows: pd.DataFrame, tasks: Sequence[str], expected: int,
-                value: str = "best") -> pd.DataFrame:
+                value: str = "best", statistic: str = HEADLINE) -> pd.DataFrame:
     """The long table behind Table 2: one line per row x task (and Avg) with ours, paper and delta.
 
-    Numeric columns (median, std, paper, paper_std, delta) are on the records' 0-1 scale; `cell`,
+    Numeric columns (center, mean, median, std, paper, paper_std, delta) are on the records' 0-1 scale; `cell`,
     `paper_cell` and `delta_cell` are the text as printed (x100).
     """
-    cells = summarize_cells(records, ROW_KEYS + ["task"], value=value)
-    mm = summarize_cells(records[records["task"] == "mnli"], ROW_KEYS + ["task"], value=MM_COLUMN)
+    cells = summarize_cells(records, ROW_KEYS + ["task"], value=value, statistic=statistic)
+    mm = summarize_cells(records[records["task"] == "mnli"], ROW_KEYS + ["task"], value=MM_COLUMN,
+                         statistic=statistic)
     cells = pd.concat([cells, mm.assign(task=MM_TASK)], ignore_index=True) if not mm.empty else cells
     columns = list(tasks) + ([MM_TASK] if not mm.empty else [])
     grid = rows.merge(pd.DataFrame({"task": columns}), how="cross").merge(cells, on=ROW_KEYS + ["task"],
@@ -135,10 +138,10 @@ def table2_tidy(records: pd.DataFrame, rows: pd.DataFrame, tasks: Sequence[str],
     tidy["paper_cell"] = [paper_text(i, t, p)
                           for i, t, p in zip(tidy["paper_index"], tidy["task"], tidy["paper"], strict=True)]
     tidy["delta_cell"] = [format_delta(100 * m, p)
-                          for m, p in zip(tidy["median"], tidy["paper"], strict=True)]
-    # Numbers on the records' scale (0-1), like median and std; the *_cell columns are the printed text.
+                          for m, p in zip(tidy["center"], tidy["paper"], strict=True)]
+    # Numbers on the records' scale (0-1), like center and std; the *_cell columns are the printed text.
     tidy[["paper", "paper_std"]] = tidy[["paper", "paper_std"]] / 100
-    tidy["delta"] = tidy["median"] - tidy["paper"]
+    tidy["delta"] = tidy["center"] - tidy["paper"]
     counts = ["params", "paper_index", "n_seeds", "families"]  # NaN-able counts: integers in the CSV
     return tidy.astype(dict.fromkeys(counts, "Int64"))
 
@@ -180,13 +183,14 @@ def comparison_sections(tidy: pd.DataFrame, rows: pd.DataFrame) -> list[Section]
     return [
         Section("Paper (Hu et al., 2021, Table 2): the rows that match ours",
                 wide(tidy, "paper_cell", matched, paper_front), [marks]),
-        Section("Difference: ours minus the paper (points, from our unrounded median)",
+        Section("Difference: ours minus the paper (points, from our unrounded cell; the paper's cells are medians "
+                "of 5 seeds)",
                 wide(tidy, "delta_cell", matched, delta_front)),
     ]
 
 
 def table2_sections(records: pd.DataFrame, tasks: Sequence[str] | None, expected: int,
-                    paper_models: Sequence[str], value: str = "best"
+                    paper_models: Sequence[str], value: str = "best", statistic: str = HEADLINE
                     ) -> tuple[list[Section], pd.DataFrame, pd.DataFrame]:
     """Our Table 2 and, where rows match, the paper's cells and the differences.
 
@@ -197,17 +201,18 @@ def table2_sections(records: pd.DataFrame, tasks: Sequence[str] | None, expected
         paper_models: Models whose paper rows are listed even without records (so gaps show).
         value: The run value a cell summarizes: `best` (the selected epoch) or `report_best` (the paper's
             convention: the epoch the report split picks itself).
+        statistic: Over a cell's seeds: `HEADLINE` (the mean) or `PAPER_CONVENTION` (the median).
 
     Returns:
         The sections, the tidy table (one line per row x task, incl. Avg) and the rows.
     """
     tasks = order_tasks(tasks or records["task"])
     rows = table_rows(records[records["status"] == COMPLETED], paper_models)
-    tidy = table2_tidy(records, rows, tasks, expected, value)
+    tidy = table2_tidy(records, rows, tasks, expected, value, statistic)
     ours_front = {"Model": list(rows["model"]), "Method": list(rows["method"]),
                   "# Trainable Parameters": [format_params(p) for p in rows["params"]]}
-    notes = [legend(expected, records, value), metric_note(records),
-             "Avg. = mean of the row's task medians, only when every task column has one. # Trainable "
+    notes = [legend(expected, records, value, statistic), metric_note(records),
+             "Avg. = mean of the row's task cells, only when every task column has one. # Trainable "
              "Parameters: the method's own (head excluded, as the paper counts), the whole model for FT. "
              "† = Houlsby-like setup (setup=houlsby).",
              *mixed_notes(tidy[tidy["task"] != AVG].dropna(subset=["families"]), ROW_KEYS + ["task"]),
