@@ -7,7 +7,6 @@ alone and exits with status 2; every other exception is a bug and keeps its trac
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 EXIT_USER_ERROR = 2
@@ -45,13 +44,3 @@ def choose(kind: str, value: str, choices: Iterable[str]) -> str:
     if value not in valid:
         raise UserError(f"unknown {kind} {value!r}; choose one of: {', '.join(valid)}")
     return value
-
-
-def check_known(section: str, keys: Iterable[str], known: Iterable[str]) -> None:
-    """Raise a `UserError` naming the first of `keys` that is not `known` (e.g. a `+train.learnin_rate` typo)."""
-    known = list(known)
-    for key in keys:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {section}.{close[0]}?" if close else f"the settings are: {', '.join(known)}"
-            raise UserError(f"unknown setting {section}.{key}; {hint}")

@@ -24,13 +24,13 @@ from lora_repro.data.tasks import (
     SELECT,
     TEXT_COLUMNS,
     TRAIN,
-    check_subset_sizes,
     data_identity,
     load_raw,
     num_labels,
     selection_protocol,
 )
 from lora_repro.errors import UserError
+from lora_repro.settings import check_data_settings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -78,7 +78,7 @@ def build_datasets(task_cfg: DictConfig, data_cfg: DictConfig, tokenizer: PreTra
         UserError: Bad max_seq_length or subset sizes, missing or corrupt data, an unreachable hub.
     """
     check_max_seq_length(max_seq_length, tokenizer, model_max_length)
-    check_subset_sizes(data_cfg)
+    check_data_settings(data_cfg)
     path = Path(data_cfg.cache_dir) / cache_key(task_cfg, data_cfg, tokenizer, max_seq_length)
     if path.is_dir():
         log.info("Using tokenized %s from cache %s", task_cfg.name, path)

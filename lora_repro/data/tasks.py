@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from lora_repro.errors import Unavailable, UserError
 from lora_repro.hub import ensure_reachable_or_offline
+from lora_repro.settings import check_data_settings
 
 TRAIN = "train"
 SELECT = "select"  # the eval split that makes every choice from data (epoch, learning rate), when there is one
@@ -34,7 +35,6 @@ SELECTIONS = (NO_SELECTION, DEV_HALF, TRAIN_HOLDOUT, AUTO)
 SMALL_TASK_ROWS = 10_000
 # STS-B scores are stratified by these bins ([0, 1), [1, 2), ... [4, 5]) when its dev set is halved.
 SCORE_BINS = (1.0, 2.0, 3.0, 4.0)
-MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which transformers.set_seed calls, takes no larger seed
 
 
 def num_labels(task_cfg: DictConfig) -> int:
@@ -59,7 +59,7 @@ def load_raw(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, datasets.D
     Raises:
         UserError: Missing or corrupt files, an unreachable hub, or a subset size that is not positive.
     """
-    check_subset_sizes(data_cfg)
+    check_data_settings(data_cfg)
     if _uses_hub(data_cfg):
         splits = _load_hub(task_cfg, data_cfg)
     else:
@@ -130,22 +130,6 @@ def split_selection(splits: dict[str, datasets.Dataset], protocol: str, data_cfg
         rows = rng.permutation(np.flatnonzero(strata == stratum))
         chosen[rows[: len(rows) // 2]] = True
     return {TRAIN: splits[TRAIN], SELECT: dev.select(np.flatnonzero(chosen)), name: dev.select(np.flatnonzero(~chosen))}
-
-
-def check_subset_sizes(data_cfg: DictConfig) -> None:
-    """Raise a `UserError` unless the subset sizes are null or positive and the data's seeds are seeds."""
-    for key in ("max_train_samples", "max_eval_samples", "selection_rows"):
-        value = data_cfg.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-            raise UserError(f"data.{key} must be a positive number of rows or null (all rows), got {value!r}")
-    for key in ("subset_seed", "selection_seed"):
-        check_seed(f"data.{key}", data_cfg.get(key, 0))
-
-
-def check_seed(name: str, value: object) -> None:
-    """Raise a `UserError` unless `value` is a whole number from 0 to `MAX_SEED`."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise UserError(f"{name} must be a whole number from 0 to {MAX_SEED}, got {value!r}")
 
 
 def task_files(task_cfg: DictConfig, data_cfg: DictConfig) -> dict[str, Path]:

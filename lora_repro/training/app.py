@@ -23,6 +23,7 @@ from lora_repro.distributed import from_main, is_main_process
 from lora_repro.errors import EXIT_USER_ERROR, user_error_in
 from lora_repro.records.identity import RunId, run_config
 from lora_repro.records.record import completed_value
+from lora_repro.settings import check_run_settings
 from lora_repro.training.spawn import gpus_to_spawn, run_under_torchrun
 from lora_repro.training.sweep_summary import FAILED_SWEEPS, OUTCOME_ENV, write_outcome
 
@@ -79,6 +80,7 @@ def train(cfg: DictConfig) -> float:
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     reports_outcome = sweep or OUTCOME_ENV in os.environ  # a sweep's job, or a run its job relaunched
     try:
+        check_run_settings(cfg)  # where Hydra composed it, before anything reads it
         cfg = run_config(cfg)
         run_id = RunId.of(cfg)  # computed once, passed on
         done = from_main(None if cfg.train.force else completed_value(run_id, cfg.paths.reuse_runs_dirs))

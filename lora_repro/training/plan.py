@@ -19,12 +19,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.config import compose_config, config_context
-from lora_repro.data.tasks import MAX_SEED
 from lora_repro.errors import Unavailable, UserError
 from lora_repro.hardware import cpu_has_native_bf16
 from lora_repro.models import meta_counts
 from lora_repro.records.identity import RunId, run_config
 from lora_repro.records.record import RECORD_FILE, read_record, reusable_run
+from lora_repro.settings import check_run_settings
 from lora_repro.training.estimate import (
     ASSUMED_UTILIZATION,
     EMULATED_BF16_SLOWDOWN,
@@ -32,7 +32,7 @@ from lora_repro.training.estimate import (
     gpu_hours,
     run_pflops,
 )
-from lora_repro.training.run import check_number, check_settings
+from lora_repro.training.run import check_settings
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
         if job_key not in checked:  # a bad value stops the plan as it would stop the run
             check_settings(cfg)
             checked.add(job_key)
-        check_number("seed", cfg.seed, int, 0, MAX_SEED, False)
+        check_run_settings(cfg)  # the seed differs between jobs that share everything else
         key = (cfg.model.name, OmegaConf.to_yaml(cfg.method), cfg.task.name)
         if key not in counted:
             counted[key] = meta_counts(cfg)

@@ -18,15 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from safetensors.torch import save_file
 from transformers import set_seed
 
-from lora_repro.config import CONF_DIR
 from lora_repro.data.glue import GlueData, build_datasets
-from lora_repro.data.tasks import MAX_SEED, SELECT, check_subset_sizes, num_labels, selection_metric
+from lora_repro.data.tasks import SELECT, num_labels, selection_metric
 from lora_repro.distributed import check_one_process_per_gpu, from_main, is_main_process
-from lora_repro.errors import UserError, check_known, choose
+from lora_repro.errors import UserError, choose
 from lora_repro.methods import (
     apply_method,
     check_method_config,
@@ -49,6 +48,7 @@ from lora_repro.records.record import (
     completed_value,
 )
 from lora_repro.records.schema import Artifacts, EpochValue, Failure, ParamCounts, SelectionInfo, TrainInfo
+from lora_repro.settings import check_run_settings
 from lora_repro.training.init_from import load_init_weights
 from lora_repro.training.preemption import Preempted
 from lora_repro.training.trainer import (
@@ -62,50 +62,14 @@ from lora_repro.training.trainer import (
 log = logging.getLogger(__name__)
 
 
-# The `train:` settings that are numbers: (kind, lower bound, upper bound or None, may it be null);
-# a lower bound given as a float is exclusive for the learning rate only ("> 0"), inclusive elsewhere.
-TRAIN_NUMBERS = {
-    "learning_rate": (float, 0.0, None, False), "batch_size": (int, 1, None, False),
-    "per_device_batch_size": (int, 1, None, True), "eval_batch_size": (int, 1, None, False),
-    "epochs": (int, 1, None, False), "warmup_ratio": (float, 0.0, 1.0, True), "warmup_steps": (int, 0, None, True),
-    "weight_decay": (float, 0.0, None, False), "max_grad_norm": (float, 0.0, None, False),
-    "num_threads": (int, 1, None, True), "max_seq_length": (int, 1, None, False),
-    "progress_seconds": (float, 0.0, None, False),
-}
-EXCLUSIVE_LOW = {"train.learning_rate"}
-# Every setting of `train:` and `data:`; anything else (a `+train.learnin_rate=...`) is a typo.
-TRAIN_KEYS = tuple(OmegaConf.load(CONF_DIR / "train" / "default.yaml"))
-DATA_KEYS = tuple(OmegaConf.load(CONF_DIR / "data" / "glue.yaml"))
-
-
-def check_number(name: str, value: object, kind: type, low: float, high: float | None, nullable: bool) -> None:
-    """Raise a `UserError` unless `value` is a `kind` (an int counts as a float) within its bounds."""
-    if value is None and nullable:
-        return
-    accepted = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, accepted) or not math.isfinite(value):
-        what = "a whole number" if kind is int else "a finite number"
-        raise UserError(f"{name} must be {what}{' or null' if nullable else ''}, got {value!r}")
-    exclusive = name in EXCLUSIVE_LOW
-    if value < low or (exclusive and value == low) or (high is not None and value > high):
-        bounds = (f"> {low}" if exclusive else f">= {low}") + (f" and <= {high}" if high is not None else "")
-        raise UserError(f"{name} must be {bounds}, got {value!r}")
-
-
 def check_settings(cfg: DictConfig) -> None:
     """Fail fast on settings that need no data or model to judge (before anything is loaded or written)."""
-    for key, rule in TRAIN_NUMBERS.items():
-        if key in cfg.train:  # a record written before a setting existed lacks it: its default applies
-            check_number(f"train.{key}", cfg.train[key], *rule)
-    check_number("seed", cfg.seed, int, 0, MAX_SEED, False)
-    check_subset_sizes(cfg.data)
+    check_run_settings(cfg)  # every train:/data: field and the seed, by their declared types and ranges
     split, _, metric = str(cfg.task.headline_metric).partition("/")
     if split not in cfg.task.eval_splits or metric not in cfg.task.metrics:
         raise UserError(f"task.headline_metric {cfg.task.headline_metric!r} must be <split>/<metric> with a split of "
                         f"{list(cfg.task.eval_splits)} and a metric of {list(cfg.task.metrics)}")
     check_method_config(cfg.method)
-    check_known("train", cfg.train, TRAIN_KEYS)
-    check_known("data", cfg.data, DATA_KEYS)
     choose("setup", cfg.setup, SETUPS)
     if "trust_remote_code" in (cfg.model.get("config_overrides") or {}):
         raise UserError("model.config_overrides.trust_remote_code is refused: model.trust_remote_code is the one "
