@@ -7,6 +7,7 @@ Every metric takes `(predictions, labels)` and returns a python float as a raw f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -14,7 +15,8 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from lora_repro.errors import choose
 
-__all__ = ["BATCHED_METRICS", "METRICS", "compute_metrics", "predictions_from_logits", "resample_counts"]
+__all__ = ["BATCHED_METRICS", "METRICS", "BatchedMetric", "compute_metrics", "predictions_from_logits",
+           "resample_counts"]
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -88,11 +90,11 @@ def compute_metrics(names: Sequence[str], predictions: np.ndarray, labels: np.nd
 
 
 # The same metrics over many resamples at once, for the bootstrap (`lora_repro.report.claims`). A resample is a
-# row of `counts` (shape (B, n)): how many times it drew each of the n examples. Every metric here is a function
-# of count-weighted sums over examples, so B resamples of K prediction vectors (shape (K, n)) are a few matrix
-# products, never B copies of the data. The result has shape (B, K). tests/test_metrics.py holds each equal to
-# its scikit-learn/scipy counterpart above on the resampled rows.
-BatchedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# row of `counts` (shape (B, n)): how many times it drew each of the n examples. Every metric here is a formula
+# on count-weighted sums over examples (`BatchedMetric.sums`), so B resamples of K prediction vectors (shape
+# (K, n)) are a few matrix products, never B copies of the data, and the sums of two parts of a dev set add up to
+# the whole's (the cross-fitted view). The result has shape (B, K). tests/test_metrics.py holds each equal to its
+# scikit-learn/scipy counterpart above on the resampled rows.
 
 
 def resample_counts(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
@@ -109,47 +111,68 @@ def _weighted(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     return counts.astype(np.float64) @ np.asarray(values, dtype=np.float64).T
 
 
-def _batched_accuracy(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return _weighted(counts, predictions == labels) / counts.sum(axis=1, keepdims=True, dtype=np.float64)
+def _examples(counts: np.ndarray, k: int) -> np.ndarray:
+    return np.broadcast_to(counts.sum(axis=1, keepdims=True, dtype=np.float64), (len(counts), k))
 
 
-def _binary_counts(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
+@dataclass(frozen=True)
+class BatchedMetric:
+    """A metric as count-weighted sums over examples (shape (B, K, S)) and its formula on them (-> (B, K))."""
+
+    sums: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    formula: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The metric of each of the K prediction vectors on each of the B resamples."""
+        return self.formula(self.sums(counts, predictions, labels))
+
+
+def _accuracy_sums(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.stack([_weighted(counts, predictions == labels), _examples(counts, len(predictions))], axis=-1)
+
+
+def _binary_sums(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
     p, y = predictions == 1, labels == 1
     tp, fp, fn = (_weighted(counts, mask) for mask in (p & y, p & ~y, ~p & y))
-    return tp, fp, fn, counts.sum(axis=1, keepdims=True, dtype=np.float64) - tp - fp - fn
+    return np.stack([tp, fp, fn, _examples(counts, len(predictions)) - tp - fp - fn], axis=-1)
 
 
-def _batched_f1(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    tp, fp, fn, _ = _binary_counts(counts, predictions, labels)
-    denominator = 2 * tp + fp + fn
-    return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
-def _batched_matthews(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    tp, fp, fn, tn = _binary_counts(counts, predictions, labels)
-    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return np.divide(tp * tn - fp * fn, denominator, out=np.zeros_like(tp), where=denominator > 0)
+def _f1(sums: np.ndarray) -> np.ndarray:
+    tp, fp, fn = sums[..., 0], sums[..., 1], sums[..., 2]
+    return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
-def _batched_pearson(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    # Centred on the full sample's means first: the sums of squares then hold no large common offset.
-    x = np.asarray(predictions, dtype=np.float64)
-    x = x - x.mean(axis=1, keepdims=True)
-    y = np.asarray(labels, dtype=np.float64) - np.mean(labels)
+def _matthews(sums: np.ndarray) -> np.ndarray:
+    tp, fp, fn, tn = (sums[..., i] for i in range(4))
+    return _ratio(tp * tn - fp * fn, np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))
+
+
+def _pearson_sums(counts: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    x, y = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     counts = counts.astype(np.float64)
-    n = counts.sum(axis=1, keepdims=True)
-    sum_x, sum_y = _weighted(counts, x), (counts @ y)[:, None]
-    sum_xx, sum_yy = _weighted(counts, x * x), (counts @ (y * y))[:, None]
-    cov = _weighted(counts, x * y) - sum_x * sum_y / n
-    denominator = np.sqrt(np.clip(sum_xx - sum_x ** 2 / n, 0, None) * np.clip(sum_yy - sum_y ** 2 / n, 0, None))
-    # A resample whose predictions or labels do not vary (up to rounding): 0, as the official metric says.
-    varies = denominator > 1e-9 * np.sqrt(sum_xx * sum_yy)
-    return np.divide(cov, denominator, out=np.zeros_like(cov), where=varies)
+    k = len(x)
+    column = (counts @ y)[:, None], (counts @ (y * y))[:, None]
+    return np.stack([_examples(counts, k), _weighted(counts, x), np.broadcast_to(column[0], (len(counts), k)),
+                     _weighted(counts, x * x), np.broadcast_to(column[1], (len(counts), k)),
+                     _weighted(counts, x * y)], axis=-1)
+
+
+def _pearson(sums: np.ndarray) -> np.ndarray:
+    n, sx, sy, sxx, syy, sxy = (sums[..., i] for i in range(6))
+    var_x, var_y = sxx - sx ** 2 / n, syy - sy ** 2 / n
+    # Predictions or labels that do not vary (up to rounding of the raw sums): 0, as the official metric says.
+    varies = (var_x > 1e-9 * sxx) & (var_y > 1e-9 * syy)
+    denominator = np.sqrt(np.where(varies, var_x * var_y, 1.0))
+    return np.where(varies, (sxy - sx * sy / n) / denominator, 0.0)
 
 
 BATCHED_METRICS: dict[str, BatchedMetric] = {
-    "accuracy": _batched_accuracy,
-    "f1": _batched_f1,  # binary tasks (MRPC, QQP), positive class 1
-    "matthews_correlation": _batched_matthews,  # binary (CoLA)
-    "pearson": _batched_pearson,
+    "accuracy": BatchedMetric(_accuracy_sums, lambda sums: sums[..., 0] / sums[..., 1]),
+    "f1": BatchedMetric(_binary_sums, _f1),  # binary tasks (MRPC, QQP), positive class 1
+    "matthews_correlation": BatchedMetric(_binary_sums, _matthews),  # binary (CoLA)
+    "pearson": BatchedMetric(_pearson_sums, _pearson),
 }

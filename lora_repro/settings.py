@@ -21,11 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
 from lora_repro.errors import UserError
+from lora_repro.hardware import PRECISIONS
 
-__all__ = ["MAX_SEED", "DataSettings", "RunSettings", "TrainSettings", "check_data_settings", "check_run_settings",
-           "describe"]
+__all__ = ["AUTO", "DEV_HALF", "MAX_SEED", "NO_SELECTION", "SELECTIONS", "TRAIN_HOLDOUT", "DataSettings", "RunSettings",
+           "TrainSettings", "check_data_settings", "check_run_settings", "describe"]
 
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which transformers.set_seed calls, takes no larger seed
+# The selection protocols (`data.selection`); see `data.tasks.selection_protocol`.
+NO_SELECTION, DEV_HALF, TRAIN_HOLDOUT, AUTO = "none", "dev_half", "train_holdout", "auto"
+SELECTIONS = (NO_SELECTION, DEV_HALF, TRAIN_HOLDOUT, AUTO)
 
 
 class _Settings(BaseModel):
@@ -45,7 +49,7 @@ class TrainSettings(_Settings):
     warmup_steps: int | None = Field(ge=0)
     weight_decay: float = Field(ge=0)
     max_grad_norm: float = Field(ge=0)
-    precision: Literal["auto", "fp32", "fp16", "bf16"]
+    precision: Literal[PRECISIONS]
     init_from: str | None
     group_by_length: bool
     num_threads: int | None = Field(ge=1)
@@ -63,7 +67,7 @@ class DataSettings(_Settings):
     max_eval_samples: int | None = Field(ge=1)
     subset_seed: int = Field(ge=0, le=MAX_SEED)
     cache_dir: str
-    selection: Literal["none", "dev_half", "train_holdout", "auto"]
+    selection: Literal[SELECTIONS]
     selection_rows: int = Field(ge=1)
     selection_seed: int = Field(ge=0, le=MAX_SEED)
 

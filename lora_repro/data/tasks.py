@@ -22,14 +22,11 @@ from omegaconf import DictConfig
 
 from lora_repro.errors import Unavailable, UserError
 from lora_repro.hub import ensure_reachable_or_offline
-from lora_repro.settings import check_data_settings
+from lora_repro.settings import AUTO, DEV_HALF, NO_SELECTION, SELECTIONS, TRAIN_HOLDOUT, check_data_settings
 
 TRAIN = "train"
 SELECT = "select"  # the eval split that makes every choice from data (epoch, learning rate), when there is one
 TEXT_COLUMNS = ("text_a", "text_b")
-# The selection protocols (`data.selection`); see `selection_protocol`.
-NO_SELECTION, DEV_HALF, TRAIN_HOLDOUT, AUTO = "none", "dev_half", "train_holdout", "auto"
-SELECTIONS = (NO_SELECTION, DEV_HALF, TRAIN_HOLDOUT, AUTO)
 # `auto`: tasks with fewer training rows than this split dev in half, larger ones hold out training rows
 # (Mahabadi et al. 2021, Compacter, Sec. 4; followed by later PEFT papers).
 SMALL_TASK_ROWS = 10_000

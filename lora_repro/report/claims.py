@@ -45,6 +45,7 @@ from lora_repro.paper.names import ADPT_P, BITFIT, FT, LORA, METHOD_LABELS
 from lora_repro.records.schema import COMPLETED
 from lora_repro.records.store import load_epoch_logits, load_predictions, targets_key
 from lora_repro.report.layout import order_tasks, task_name
+from lora_repro.settings import DEV_HALF
 
 __all__ = ["BEATS", "CELL_KEY", "MARGINS", "MATCHES", "RANK_CLAIMS", "SUCCESSOR_CLAIMS", "TABLE2_CLAIMS", "Claim",
            "bootstrap_cells", "claim_lines", "claims_table", "holm", "lora_setting_key", "method_key",
@@ -247,41 +248,64 @@ def selected_values(runs: Sequence[RunPredictions], select_counts: np.ndarray, r
                     axis=1)
 
 
+def crossfit_values(runs: Sequence[RunPredictions], select_counts: np.ndarray, report_counts: np.ndarray,
+                    metric: BatchedMetric) -> np.ndarray:
+    """Each run's metric on the whole dev set, each half read at the epoch the other half chose: shape (B, runs).
+
+    For the dev-half tasks: the report half at the epoch the selection half picks (the headline's number) and the
+    selection half at the epoch the report half picks, pooled into one metric over both halves (their sums add).
+    No number is ever chosen on itself.
+    """
+    rows = np.arange(len(select_counts))
+    columns = []
+    for run in runs:
+        on_select = metric.sums(select_counts, run.select, run.select_labels)  # (B, epochs, sums)
+        on_report = metric.sums(report_counts, run.report, run.report_labels)
+        for_report = np.argmax(metric.formula(on_select), axis=1)  # the earliest of tied epochs, as in training
+        for_select = np.argmax(metric.formula(on_report), axis=1)
+        columns.append(metric.formula(on_report[rows, for_report] + on_select[rows, for_select]))
+    return np.stack(columns, axis=1)
+
+
 SPREAD_COLUMNS = ("n_seeds", "seed_var", "example_draws", "interaction")
 
 
 def cell_spread(runs: Sequence[RunPredictions], resamples: Sequence[tuple[np.ndarray, np.ndarray]],
-                metric: BatchedMetric) -> dict[str, object]:
+                metric: BatchedMetric, values_of: Callable = selected_values) -> dict[str, object]:
     """One cell's two parts of noise: its seeds' (from the runs as they are) and its examples' (resampled).
 
     Args:
         runs: The cell's runs.
         resamples: Per bootstrap RNG seed, the (selection, report) resample counts of the task.
         metric: The task's batched metric.
+        values_of: How a run's value is read: `selected_values` (the report split at the selected epoch) or
+            `crossfit_values` (the whole dev set, cross-fitted).
 
     Returns:
-        n_seeds; seed_var, the variance of the cell's mean over seeds (sample variance / n, points² / 10⁴);
-        example_draws (RNG seeds x B), the mean over the cell's runs on each example resample, the epochs
-        re-chosen; interaction (per RNG seed), the part of the examples' variance that the seeds' already holds.
+        value, the mean over the runs as they are; n_seeds; seed_var, the variance of the cell's mean over seeds
+        (sample variance / n, points² / 10⁴); example_draws (RNG seeds x B), the mean over the cell's runs on
+        each example resample, the epochs re-chosen; interaction (per RNG seed), the part of the examples'
+        variance that the seeds' already holds.
     """
     every_row = [np.ones((1, len(runs[0].select_labels))), np.ones((1, len(runs[0].report_labels)))]
-    observed = selected_values(runs, *every_row, metric)[0]  # (seeds,): each run as it is
+    observed = values_of(runs, *every_row, metric)[0]  # (seeds,): each run as it is
     seeds = len(runs)
     draws, interaction = [], []
     for select_counts, report_counts in resamples:
-        values = selected_values(runs, select_counts, report_counts, metric)  # (B, seeds)
+        values = values_of(runs, select_counts, report_counts, metric)  # (B, seeds)
         means = values.mean(axis=1)
         # Which examples one run gets right is noise in its seed's value, and again in the resampled examples'
         # (1/n of it): its share, one seed's resampled spread against that of the mean, is taken out once.
         twice = (np.mean(np.var(values, axis=0)) - np.var(means)) / (seeds - 1) if seeds > 1 else 0.0
         draws.append(means)
         interaction.append(max(float(twice), 0.0))
-    return {"n_seeds": seeds, "seed_var": float(np.var(observed, ddof=1)) / seeds if seeds > 1 else 0.0,
+    return {"value": float(np.mean(observed)), "n_seeds": seeds,
+            "seed_var": float(np.var(observed, ddof=1)) / seeds if seeds > 1 else 0.0,
             "example_draws": np.stack(draws), "interaction": np.array(interaction)}
 
 
-def bootstrap_cells(records: pd.DataFrame, resamples: int = RESAMPLES, rng_seeds: int = RNG_SEEDS
-                    ) -> pd.DataFrame:
+def bootstrap_cells(records: pd.DataFrame, resamples: int = RESAMPLES, rng_seeds: int = RNG_SEEDS,
+                    crossfit: bool = False) -> pd.DataFrame:
     """Every (cell key, task) cell's value and its two parts of noise (`cell_spread`).
 
     Args:
@@ -289,6 +313,7 @@ def bootstrap_cells(records: pd.DataFrame, resamples: int = RESAMPLES, rng_seeds
         resamples: Number of bootstrap resamples of the examples per RNG seed.
         rng_seeds: Number of RNG seeds the resampling is repeated with (0, 1, ...): seed 0 gives the printed
             interval, all of them the verdict's stability.
+        crossfit: Read the dev-half tasks on the whole dev set (`crossfit_values`); other tasks as they are.
 
     Returns:
         One row per cell: cell_key, task, value (mean over seeds, 0-1 scale) and `SPREAD_COLUMNS`.
@@ -306,10 +331,13 @@ def bootstrap_cells(records: pd.DataFrame, resamples: int = RESAMPLES, rng_seeds
             select_counts = report_counts if shared else resample_counts(rng, len(select_labels), resamples)
             task_resamples.append((select_counts, report_counts))
         metric = BATCHED_METRICS[metrics[task]]
+        values_of = crossfit_values if crossfit and (runs["selection"] == DEV_HALF).all() else selected_values
         for key, cell in runs.groupby(CELL_KEY, sort=True):
             cell_runs = [predictions[i] for i in cell.sort_values("seed").index]
-            rows.append({CELL_KEY: key, "task": task, "value": float(np.mean(cell["best"].astype(float))),
-                         **cell_spread(cell_runs, task_resamples, metric)})
+            spread = cell_spread(cell_runs, task_resamples, metric, values_of)
+            if values_of is selected_values:  # the records' own numbers, as the tables print them
+                spread["value"] = float(np.mean(cell["best"].astype(float)))
+            rows.append({CELL_KEY: key, "task": task, **spread})
     return pd.DataFrame(rows, columns=[CELL_KEY, "task", "value", *SPREAD_COLUMNS])
 
 
@@ -429,7 +457,7 @@ def holm(lines: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
 
 
 def claim_lines(records: pd.DataFrame, claims: Sequence[Claim], key: Callable[[pd.DataFrame], pd.Series],
-                resamples: int = RESAMPLES, rng_seeds: int = RNG_SEEDS) -> pd.DataFrame:
+                resamples: int = RESAMPLES, rng_seeds: int = RNG_SEEDS, crossfit: bool = False) -> pd.DataFrame:
     """The untested lines of `claims` on `records`: one per claim (over all tasks), then one per claim and task.
 
     A claim whose cells are missing is left out. `holm` judges them (several claim sets may be one family).
@@ -438,7 +466,7 @@ def claim_lines(records: pd.DataFrame, claims: Sequence[Claim], key: Callable[[p
     if done.empty:
         return pd.DataFrame()
     keyed = done.assign(**{CELL_KEY: key(done)})
-    cells = bootstrap_cells(keyed, resamples, rng_seeds)
+    cells = bootstrap_cells(keyed, resamples, rng_seeds, crossfit)
     counts = parameter_counts(keyed)
     tasks = order_tasks(cells["task"])
     lines = []
@@ -474,7 +502,7 @@ def parameter_counts(records: pd.DataFrame) -> dict[str, tuple[int, int]]:
 
 
 def claims_table(records: pd.DataFrame, claims: Sequence[Claim], key: Callable[[pd.DataFrame], pd.Series],
-                 resamples: int = RESAMPLES, rng_seeds: int = RNG_SEEDS) -> pd.DataFrame:
+                 resamples: int = RESAMPLES, rng_seeds: int = RNG_SEEDS, crossfit: bool = False) -> pd.DataFrame:
     """The tidy claims table of one family: `claim_lines`, judged by `holm`.
 
     Returns:
@@ -482,4 +510,4 @@ def claims_table(records: pd.DataFrame, claims: Sequence[Claim], key: Callable[[
         df, example_clipped, seed_share, p_value, level, ci_low, ci_high, verdict, stability, seeds_to_settle,
         and {A,B}_params_{own,trainable}.
     """
-    return holm(claim_lines(records, claims, key, resamples, rng_seeds))
+    return holm(claim_lines(records, claims, key, resamples, rng_seeds, crossfit))

@@ -115,8 +115,9 @@ def run(argv: list[str]) -> list[Path]:
             where = ", ".join(map(str, runs or MINI_RUNS.get(args.table, [default_runs_dir()])))
             raise UserError(f"no run records under {where}; train the runs first (`make help` lists the "
                             "sweeps) or pass --runs with a folder `lora-repro train` wrote to")
-        search_runs = [d for d in MINI_RUNS["successors_lr"] if d.is_dir()]
-        search_records = load_records(search_runs) if args.table == "successors" and search_runs else None
+        search = {"successors": "successors_lr", "mini": "lr_search"}.get(args.table)
+        search_runs = [d for d in MINI_RUNS[search] if d.is_dir()] if search else []
+        search_records = load_records(search_runs) if search_runs else None
         report = build_report(args.table, records, args.model, args.task, args.seeds, rank_records, search_records)
     written = write_report(report, args.out, command)
     print(to_markdown(report, command))

@@ -51,6 +51,7 @@ from lora_repro.report.layout import (
 from lora_repro.report.params import params_check
 from lora_repro.report.sweeps import table5_sections, table6_sections
 from lora_repro.report.table2 import AVG, paper_block, table2_sections
+from lora_repro.settings import DEV_HALF
 
 __all__ = ["DEFAULT_SEEDS", "RATE_SEARCHES", "REPORTS", "build_report", "lr_search_next", "params_report"]
 
@@ -257,8 +258,55 @@ def convention_sections(records: pd.DataFrame, tasks: Sequence[str] | None, seed
          "on the numbers that are then reported can only raise a run; the median can move a cell either way."])]
 
 
+def crossfit_section(records: pd.DataFrame, half: pd.DataFrame, search_records: pd.DataFrame | None
+                     ) -> list[Section]:
+    """The claims of Table 2 on the whole dev set by cross-fitting, beside the half-split view's (`half`).
+
+    On the dev-half tasks each run is read on both halves, each at the epoch the other half chose; its learning
+    rate is the one the selection half chose. Where the other half would choose another rate, those runs would
+    have to be trained: the note names them.
+    """
+    done = records[records["status"] == COMPLETED]
+    halves = sorted(set(done.loc[done["selection"] == DEV_HALF, "task"]))
+    if not halves or half.empty:
+        return []
+    whole = holm(claim_lines(records, TABLE2_CLAIMS, method_key, crossfit=True))
+    both = half.merge(whole, on=["claim", "on"], suffixes=("", "_whole"))
+    both = both[both["on"].map(lambda on: any(task_name(t) in on for t in halves))]
+
+    def shown_interval(low: pd.Series, high: pd.Series) -> list[str]:
+        return [f"[{lo:+.1f}, {hi:+.1f}] ({hi - lo:.1f})" for lo, hi in zip(low, high, strict=True)]
+
+    table = pd.DataFrame({
+        "Claim": both["claim"], "On": both["on"],
+        "Half split: A − B": both["difference"].map("{:+.1f}".format),
+        "interval (width)": shown_interval(both["ci_low"], both["ci_high"]),
+        "Whole dev, cross-fitted: A − B": both["difference_whole"].map("{:+.1f}".format),
+        "interval (width) ": shown_interval(both["ci_low_whole"], both["ci_high_whole"]),
+        "Verdict, cross-fitted": both["verdict_whole"]})
+    notes = [f"The dev-half tasks ({', '.join(task_name(t) for t in halves)}) report on half of dev in the "
+             "headline tables. Here every run is read on both halves, each at the epoch the other half chose, and "
+             "the two are pooled into one metric on the whole dev set; no number is chosen on itself. The other "
+             "tasks are as in the headline. Intervals as in the claims table (t, Holm over this table's lines); "
+             "width in points."]
+    if search_records is not None and (search_records["status"] == COMPLETED).any():
+        searched = search_records[search_records["status"] == COMPLETED]
+        folds = [lr_search_winners(searched, value) for value in ("selection_value", "report_best")]
+        rates = [dict(zip(f.loc[f["winner"], "label"], f.loc[f["winner"], "learning_rate"], strict=True))
+                 for f in folds]
+        differ = {label: (rates[0][label], rates[1].get(label)) for label in rates[0]
+                  if rates[1].get(label) != rates[0][label]}
+        notes.append("Learning rates per fold, from the search's runs (both halves stored): " + (
+            "the report half would choose another rate for " + "; ".join(
+                f"{label} ({a:g} on the selection half, {b:g} on the report half)" for label, (a, b) in differ.items())
+            + ". Those methods' runs at the report half's rate are not trained yet, so for them both folds use the "
+            "selection half's rate, and this view stays beside the headline rather than replacing it."
+            if differ else "both halves choose the same rate for every method."))
+    return [Section("The whole dev set, by cross-fitting: Table 2's claims beside the half-split view", table, notes)]
+
+
 def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequence[str] | None,
-                seeds: int) -> Report:
+                seeds: int, search_records: pd.DataFrame | None = None) -> Report:
     """The Table 2 layout for MiniLM with a trivial-baseline row, the claims, and the rank analogs."""
     sections, tidy, baseline = with_baseline(records, tasks, seeds)
     convention = convention_sections(records, tasks, seeds, tidy)
@@ -282,7 +330,9 @@ def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequen
         figures["mini_rank"] = rank_figure(cells6)
         tidy = pd.concat([tidy, cells5.assign(table="table5"), cells6.assign(table="table6")], ignore_index=True)
     return Report("mini", "The paper's comparison on MiniLM (CPU scale)",
-                  [*sections, *convention, *claims.sections, reference,
+                  [*sections, *convention, *claims.sections,
+                   *crossfit_section(records, claims.tidy[claims.tidy["claim"].isin([c.name for c in TABLE2_CLAIMS])],
+                                     search_records), reference,
                    *rank_sections], tidy, figures, [claims])
 
 
@@ -331,11 +381,12 @@ def successors_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds:
                   [*sections, *claims.sections], tidy, figures, [claims])
 
 
-def lr_search_winners(records: pd.DataFrame) -> pd.DataFrame:
+def lr_search_winners(records: pd.DataFrame, value: str = "selection_value") -> pd.DataFrame:
     """Per method and learning rate, the selection-split metric on each task and their mean; the best marked.
 
     Only the selection split chooses: a run's value here is its selection-split metric at the epoch that split
-    picked (`selection_value`), never a report-split number.
+    picked (`selection_value`), never a report-split number. `value="report_best"` is the other fold of the
+    cross-fitted view: the report half choosing (its metric at the epoch it picked itself).
 
     Returns:
         One row per method x rate: method (the config name), label, learning_rate, one column per task
@@ -344,7 +395,7 @@ def lr_search_winners(records: pd.DataFrame) -> pd.DataFrame:
     """
     done = require_completed(records, "lr_search")
     table = done.pivot_table(index=["method", "label", "train.learning_rate"], columns="task",
-                             values="selection_value", aggfunc="median").reset_index().rename(
+                             values=value, aggfunc="median").reset_index().rename(
         columns={"train.learning_rate": "learning_rate"})
     tasks = order_tasks(done["task"])
     table["mean"] = table[tasks].mean(axis=1, skipna=False)
@@ -497,7 +548,7 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         tasks: Tasks to show; None = every task the records hold.
         seeds: Seeds a cell should have; None = `DEFAULT_SEEDS[name]`.
         rank_records: `mini` only: the rank sweep's rows (kept in their own experiment folder).
-        search_records: `successors` only: the rows of the successors' learning-rate search.
+        search_records: `successors` and `mini`: the rows of their learning-rate search.
 
     Returns:
         The report (Table 2 with no completed records: the parameter check alone).
@@ -526,7 +577,7 @@ def build_report(name: str, records: pd.DataFrame, models: Sequence[str] | None 
         return successors_report(chosen, tasks, seeds, search_records)
     if name == "mini":
         ranks = rank_records if rank_records is not None else records.iloc[:0]
-        return mini_report(chosen, select(ranks, [MINI_MODEL], None), tasks, seeds)
+        return mini_report(chosen, select(ranks, [MINI_MODEL], None), tasks, seeds, search_records)
     return table2_report(chosen, tasks, seeds)
 
 

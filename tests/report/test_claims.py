@@ -17,6 +17,7 @@ from lora_repro.report.claims import (
     TABLE2_CLAIMS,
     RunPredictions,
     claims_table,
+    crossfit_values,
     holm,
     lora_setting_key,
     method_key,
@@ -170,3 +171,16 @@ def test_seeds_to_settle_grows_as_the_seeds_spread_grows_and_is_infinite_when_ex
             return stats.t.ppf(0.975, 8 * (n - 1) / 4) * np.sqrt(seed_var * 5 / n + 0.01) < 1.0
         assert clears(seeds) and (seeds == 2 or not clears(seeds - 1))
     assert seeds_to_settle({**base, "seed_var": 0.1, "example_var": 0.3}, 0.05) == float("inf")
+
+
+def test_cross_fitting_reads_each_half_at_the_epoch_the_other_half_chose():
+    labels = np.array([0, 1] * 10)
+    # The selection half likes epoch 1 (index 0), the report half epoch 2 (index 1).
+    select = np.stack([labels, 1 - labels, np.where(np.arange(20) < 10, labels, 1 - labels)])
+    report = np.stack([np.where(np.arange(20) < 5, labels, 1 - labels), labels, 1 - labels])
+    run = RunPredictions(select, report, labels, labels)
+    rows = np.ones((1, 20))
+    # Report half at epoch 1 (5 of 20 right), selection half at epoch 2 (0 of 20 right): 5 of 40 on the whole dev.
+    assert crossfit_values([run], rows, rows, BATCHED_METRICS["accuracy"]).tolist() == [[5 / 40]]
+    # Its value never reads a half at its own best epoch (which would be 20 of 20 on each).
+    assert selected_values([run], rows, rows, BATCHED_METRICS["accuracy"]).tolist() == [[5 / 20]]

@@ -12,7 +12,8 @@ from lora_repro.report.cli import run
 ROOT = Path(__file__).resolve().parents[2]
 MINI = ROOT / "results" / "mini"
 # report -> (its output folder, the run folders it reads, its own first), as the make targets call it.
-REPORTS = {"mini": ("results/mini", ["results/mini/runs", "results/mini/ranks/runs"]),
+# The mini's report also reads its search, for the cross-fitted view's rates per fold.
+REPORTS = {"mini": ("results/mini", ["results/mini/runs", "results/mini/ranks/runs", "results/mini/lr_search/runs"]),
            "lr_search": ("results/mini/lr_search", ["results/mini/lr_search/runs"]),
            "precision": ("results/mini/precision", ["results/mini/precision/runs"]),
            "successors_lr": ("results/successors/lr_search", ["results/successors/lr_search/runs"]),
