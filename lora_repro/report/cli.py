@@ -115,7 +115,8 @@ def run(argv: list[str]) -> list[Path]:
             where = ", ".join(map(str, runs or MINI_RUNS.get(args.table, [default_runs_dir()])))
             raise UserError(f"no run records under {where}; train the runs first (`make help` lists the "
                             "sweeps) or pass --runs with a folder `lora-repro train` wrote to")
-        search = {"successors": "successors_lr", "mini": "lr_search"}.get(args.table)
+        # The search behind the table's rates: the committed one (the mini's only for its committed runs).
+        search = {"successors": "successors_lr", "mini": None if args.runs else "lr_search"}.get(args.table)
         search_runs = [d for d in MINI_RUNS[search] if d.is_dir()] if search else []
         search_records = load_records(search_runs) if search_runs else None
         report = build_report(args.table, records, args.model, args.task, args.seeds, rank_records, search_records)

@@ -289,7 +289,7 @@ def test_tokenizer_without_a_limit(glue_dir, tmp_path, tokenizer, monkeypatch):
 @pytest.mark.parametrize("override", ["data.max_train_samples=0", "data.max_eval_samples=-3"])
 def test_subset_size_must_be_positive(override, glue_dir, tmp_path):
     key = override.split("=")[0]
-    assert f"{key} must be a positive number of rows" in user_error("rte", glue_dir, tmp_path, override)
+    assert f"{key} must be a whole number >= 1, or null" in user_error("rte", glue_dir, tmp_path, override)
 
 
 # --- the real GLUE files, when GLUE_DIR points at them -----------------------------------------------
