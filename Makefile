@@ -60,7 +60,7 @@ mini-successors-lr: ## the successors' learning-rate search on the selection spl
 	    done || exit 1; done)
 	$(if $(DRY_RUN),,lora-repro report successors_lr)
 
-mini-successors: ## DoRA, rsLoRA, PiSSA, AdaLoRA, VeRA and (IA)^3 beside the mini's rows (SST-2, CoLA, 5 seeds) -> results/successors/
+mini-successors: ## LoRA's successors (conf/experiment/mini_successors.yaml) beside the mini's rows (SST-2, CoLA, 5 seeds) -> results/successors/
 	$(SWEEP) experiment=mini_successors $(ARGS)
 	$(if $(DRY_RUN),,lora-repro report successors)
 

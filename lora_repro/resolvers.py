@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.errors import UserError
 from lora_repro.paper import paper_hparam
+from lora_repro.paper.names import LORA
 
 
 def rank_for_budget(budget_params: int | None, budget_rank: int, layers: int, hidden: int,
@@ -51,7 +52,9 @@ def lora_only(method: str, paper_value: object, method_default: object) -> objec
     The paper ran only LoRA with the official scripts; its FT, BitFit and adapter rows quote prior
     work, so the scripts' learning rate and MNLI start say nothing about those methods.
     """
-    return paper_value if method == "lora" else method_default
+    from lora_repro.methods.registry import name_of  # here: resolving a config must not import torch and PEFT first
+
+    return paper_value if method == name_of(LORA) else method_default
 
 
 def multiply(value: float, factor: float) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 from lora_repro.analysis.factors import Backbones, lora_runs
 from lora_repro.analysis.tables import build_analysis
 from lora_repro.errors import UserError
-from lora_repro.records.store import targets_key
+from lora_repro.methods.targets import targets_key
 from lora_repro.report.cli import Parser
 from lora_repro.report.render import to_markdown, write_report
 

@@ -19,16 +19,14 @@ from safetensors.torch import load_file
 from transformers import set_seed
 
 from lora_repro.errors import UserError
-from lora_repro.methods.lora import FACTOR_KEY
-from lora_repro.methods.targets import layer_weight
+from lora_repro.methods.lora import FACTOR_KEY, PLAIN_UPDATE, update_scale
+from lora_repro.methods.targets import layer_weight, targets_key
 from lora_repro.records.record import WEIGHTS_FILE, completed_record
 from lora_repro.records.schema import COMPLETED, CompletedRecord
-from lora_repro.records.store import load_records, targets_key
+from lora_repro.records.store import load_records
 
-__all__ = ["LoraRun", "Backbones", "lora_runs", "scale"]
+__all__ = ["Backbones", "LoraRun", "lora_runs"]
 
-# The LoRA methods whose update is s·B A from a zero start (PiSSA starts from W's directions; DoRA rescales).
-ANALYSED = ("lora", "rslora")
 
 
 @dataclass(frozen=True)
@@ -52,11 +50,6 @@ class LoraRun:
         return self.scale * self.b[key] @ self.a[key]
 
 
-def scale(method: str, alpha: float, r: int) -> float:
-    """The factor on B A: alpha / r for LoRA, alpha / sqrt(r) for rsLoRA."""
-    return float(alpha) / (np.sqrt(r) if method == "rslora" else r)
-
-
 def lora_runs(paths: Sequence[Path], targets: str) -> tuple[list[LoraRun], list[Path]]:
     """Every completed LoRA (or rsLoRA) run under `paths` on the weight set `targets` (`targets_key` order).
 
@@ -66,7 +59,7 @@ def lora_runs(paths: Sequence[Path], targets: str) -> tuple[list[LoraRun], list[
         The runs, and the folders of completed LoRA runs on `targets` that kept no factors (neither file is there).
     """
     records = load_records(paths)
-    rows = records[records["method"].isin(ANALYSED) & (records["status"] == COMPLETED)]
+    rows = records[records["method"].isin(PLAIN_UPDATE) & (records["status"] == COMPLETED)]
     runs, without = [], []
     for row in rows.itertuples(index=False):
         folder = Path(row.path).parent
@@ -108,7 +101,7 @@ def _lora_run(folder: Path, record: CompletedRecord, state: dict[str, torch.Tens
         raise UserError(f"{folder}: its LoRA factors are incomplete; delete that run folder and rerun it")
     return LoraRun(path=folder, task=config.task.name, model=model_cfg.name, seed=int(config.seed),
                    r=int(method.r), targets=targets_key(method.targets),
-                   scale=scale(method.name, method.alpha, int(method.r)), model_cfg=model_cfg,
+                   scale=update_scale(method.name, method.alpha, int(method.r)), model_cfg=model_cfg,
                    modules=modules, a=a, b=b)
 
 

@@ -7,12 +7,14 @@ import tempfile
 from pathlib import Path
 
 from lora_repro.bench.training import METHOD, Trainee
+from lora_repro.methods.registry import name_of
+from lora_repro.paper.names import FT
 from lora_repro.training.run import save_weights
 
 __all__ = ["FULL_MODEL", "checkpoint_sizes"]
 
 # The method whose checkpoint is the whole model: the reference every other size is compared with.
-FULL_MODEL = "full_ft"
+FULL_MODEL = name_of(FT)
 
 
 def checkpoint_sizes(trainees: list[Trainee]) -> dict[str, int]:

@@ -26,22 +26,24 @@ from torch import nn
 
 from lora_repro.bench.harness import build_backbone, build_method_model, random_inputs, synchronize
 from lora_repro.bench.timing import Budget, interleave, median, paired_ratio, ratio_noise, spread, timed
+from lora_repro.methods.registry import latency_presets, name_of, untrained_starts
+from lora_repro.paper import names as paper_names
 
 __all__ = ["BASE", "LORA", "MERGED", "SUCCESSORS", "VARIANTS", "VARIANT_METHODS", "build_variants",
            "measure_latency", "variant_methods"]
 
-BASE, LORA, MERGED = "base", "lora", "lora_merged"
 MERGED_SUFFIX = "_merged"
+BASE, LORA = "base", name_of(paper_names.LORA)
+MERGED = LORA + MERGED_SUFFIX
+_AS_IS, _MERGING = latency_presets()
 # Variant -> the method config it applies (None: the model as loaded); a `<method>_merged` variant is that
 # method merged into the weights. Merged next to the base model: in most rounds the two then run back to
-# back, the tightest pairing.
-VARIANT_METHODS: dict[str, str | None] = {BASE: None, MERGED: "lora", LORA: "lora", "houlsby": "houlsby",
-                                          "pfeiffer": "pfeiffer"}
+# back, the tightest pairing. Then the methods whose layers stay at inference (the paper's adapters).
+VARIANT_METHODS: dict[str, str | None] = {BASE: None, MERGED: LORA, LORA: LORA, **{p: p for p in _AS_IS}}
 VARIANTS = tuple(VARIANT_METHODS)
-# LoRA's successors, which PEFT merges like LoRA: timed unmerged and merged when the bench trains them.
-SUCCESSORS = ("dora", "rslora", "pissa", "vera", "ia3")
-# Update weights by name marker -> their start value, which training would have moved (std TRAINED_STD).
-UNTRAINED_START, TRAINED_STD = {"lora_B": 0.0, "adapter_up": 0.0, "vera_lambda_b": 0.0, "ia3_l": 1.0}, 0.02
+# LoRA's successors that merge like LoRA: timed unmerged and merged when the bench trains them.
+SUCCESSORS = tuple(p for p in _MERGING if p != LORA)
+TRAINED_STD = 0.02  # update weights move this far off their start (`untrained_starts`), as training would
 
 
 def variant_methods(methods: Sequence[str] = ()) -> dict[str, str | None]:
@@ -99,7 +101,7 @@ def _trained_looking(model: nn.Module, generator: torch.Generator) -> nn.Module:
     """Move the update weights off their start (zero or one) by small random values, as training would."""
     with torch.no_grad():
         for name, param in model.named_parameters():
-            start = next((value for marker, value in UNTRAINED_START.items() if marker in name), None)
+            start = next((value for marker, value in untrained_starts().items() if marker in name), None)
             if start is not None:
                 values = start + torch.randn(param.shape, generator=generator) * TRAINED_STD
                 param.copy_(values.to(param.device, param.dtype))

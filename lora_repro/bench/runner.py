@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.bench.checkpoints import FULL_MODEL, checkpoint_sizes
 from lora_repro.bench.harness import check_seq_len, environment, random_inputs, set_threads
-from lora_repro.bench.latency import build_variants, measure_latency, variant_methods
+from lora_repro.bench.latency import LORA, build_variants, measure_latency, variant_methods
 from lora_repro.bench.memory import MemoryRequest, measure_peaks
 from lora_repro.bench.profiling import profile_steps
 from lora_repro.bench.timing import Budget, interleave, median, paired_ratio, ratio_noise, spread
@@ -34,12 +34,13 @@ from lora_repro.bench.training import (
     train_step,
 )
 from lora_repro.hardware import cpu_has_native_bf16
+from lora_repro.methods.registry import bench_presets
 
 __all__ = ["BenchResult", "BenchSpec", "DEFAULT_METHODS", "needed_configs", "run_bench"]
 
-# The paper's methods, then LoRA's successors (each also timed unmerged and merged in the latency table).
-DEFAULT_METHODS = ("full_ft", "bitfit", "houlsby", "pfeiffer", "lora", "dora", "rslora", "pissa", "vera", "ia3")
-LORA = "lora"
+# The paper's methods, then LoRA's successors (each also timed unmerged and merged in the latency table): every
+# method's declared bench presets.
+DEFAULT_METHODS = bench_presets()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Fine-tuning methods: one registry, one way to apply, count and save them.
 
-Each method is a small module (`full_ft`, `bitfit`, `adapter`, `lora` with its variants `dora`, `rslora` and
-`pissa`, `vera`, `ia3`) with a validated config dataclass, an `apply(model, cfg, model_cfg)` function and a
-predicate naming its own parameters. This package does the parts every method shares, so they live in one
+Each method is a small module of this package, found and imported here, that declares everything it is with
+`registry.register`: a validated config dataclass, an `apply(model, cfg, model_cfg)` function, a predicate naming
+its own parameters, and how it is shown and judged. This package does the parts every method shares, so they live in one
 place:
 
 * `apply_method` freezes the backbone, lets the method add or unfreeze its parameters, then unfreezes the
@@ -18,6 +18,8 @@ depend on whether PEFT is in the way.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +29,12 @@ from omegaconf import DictConfig, OmegaConf
 from peft import PeftModel
 from torch import nn
 
-from lora_repro.errors import UserError, choose
+from lora_repro.errors import UserError
+from lora_repro.methods.registry import METHODS, Method, check_int, method_names, method_of, register
 
-# Importing the method modules registers them.
-from lora_repro.methods import adalora, adapter, bitfit, full_ft, ia3, lora, vera  # noqa: F401
-from lora_repro.methods.registry import METHODS, Method, check_int, method_names, register
+# Importing every module of this package registers its methods: a new method is a new module, listed nowhere.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "METHODS",
@@ -192,7 +195,7 @@ def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor], 
 
 
 def _method(name: str) -> Method:
-    return METHODS[choose("method", name, METHODS)]
+    return method_of({"name": name})
 
 
 def _build_config(method: Method, method_cfg: DictConfig) -> Any:

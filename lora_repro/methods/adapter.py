@@ -16,14 +16,17 @@ LayerNorms Houlsby trains are counted in `trainable` only.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from lora_repro.errors import UserError, choose
-from lora_repro.methods.registry import check_int, register
+from lora_repro.methods.registry import Row, check_int, register
+from lora_repro.paper.names import ADPT_D, ADPT_H, ADPT_P
 
 PREFIX = "adapter_"
 VARIANTS = ("houlsby", "pfeiffer", "adapterdrop")
@@ -79,7 +82,20 @@ def owns(name: str) -> bool:
     return PREFIX in name
 
 
-@register("adapter", config=AdapterConfig, owns=owns)
+def row_key(label: str, method: Mapping[str, Any]) -> str:
+    """The label, the bottleneck and (AdapterDrop) the layers dropped: `AdptP m=16`, `AdptD m=32 drop=half`."""
+    drop = method["drop_lowest"]
+    dropped = "" if method["variant"] != "adapterdrop" else f" drop={'half' if drop is None else drop}"
+    return f"{label} m={method['bottleneck']}{dropped}"
+
+
+@register("adapter", config=AdapterConfig, owns=owns, order=2, row_key=row_key,
+          rows=(Row(ADPT_D, "tab:purple", "adapterdrop"), Row(ADPT_P, "tab:orange", "pfeiffer"),
+                Row(ADPT_H, "tab:red", "houlsby")),
+          bench=("houlsby", "pfeiffer"), inference_layers=True, untrained_start={"adapter_up": 0.0},
+          paper_presets={(ADPT_D, "0.3"): "adapterdrop_m32", (ADPT_D, "0.9"): "adapterdrop_m96",
+                         (ADPT_P, "3.0"): "pfeiffer_m64", (ADPT_P, "0.8"): "pfeiffer_m16",
+                         (ADPT_H, "6.0"): "houlsby_m64", (ADPT_H, "0.8"): "houlsby_m8"})
 def apply(model: nn.Module, cfg: AdapterConfig, model_cfg: DictConfig) -> nn.Module:
     """Insert bottleneck adapters into the (frozen) model; for Houlsby, also unfreeze the layer norms.
 

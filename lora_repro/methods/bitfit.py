@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 from torch import nn
 
-from lora_repro.methods.registry import register
+from lora_repro.methods.registry import Row, register
+from lora_repro.paper.names import BITFIT
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ def owns(name: str) -> bool:
     return name == "bias" or name.endswith(".bias")
 
 
-@register("bitfit", config=BitFitConfig, owns=owns)
+@register("bitfit", config=BitFitConfig, owns=owns, rows=(Row(BITFIT, "tab:brown"),), order=1, bench=("bitfit",),
+          paper_presets={(BITFIT, None): "bitfit"})
 def apply(model: nn.Module, cfg: BitFitConfig, model_cfg: DictConfig) -> nn.Module:
     """Unfreeze every bias of the (frozen) model.
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 from torch import nn
 
-from lora_repro.methods.registry import register
+from lora_repro.methods.registry import Row, register
+from lora_repro.paper.names import FT
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ def owns(name: str) -> bool:
     return True
 
 
-@register("full_ft", config=FullFTConfig, owns=owns)
+@register("full_ft", config=FullFTConfig, owns=owns, rows=(Row(FT, "tab:gray"),), order=0, whole_model=True,
+          bench=("full_ft",), paper_presets={(FT, None): "full_ft"})
 def apply(model: nn.Module, cfg: FullFTConfig, model_cfg: DictConfig) -> nn.Module:
     """Unfreeze the whole model.
 

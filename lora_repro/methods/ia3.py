@@ -9,7 +9,9 @@ with `exempt_from_decay` (on in ia3.yaml; T-Few trains without weight decay) the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import DictConfig
 from peft import IA3Config as PeftIA3Config
@@ -17,8 +19,10 @@ from peft import get_peft_model
 from torch import nn
 
 from lora_repro.errors import UserError
-from lora_repro.methods.registry import check_bool, register
-from lora_repro.methods.targets import FFN, linear_layers
+from lora_repro.methods.registry import Row, check_bool, register
+from lora_repro.methods.targets import FFN, linear_layers, targets_key
+from lora_repro.paper.claims import MATCHES, Claim
+from lora_repro.paper.names import LORA
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,18 @@ def owns(name: str) -> bool:
     return "ia3_l" in name
 
 
-@register("ia3", config=IA3Config, owns=owns, off_zero=owns)
+def row_key(label: str, method: Mapping[str, Any]) -> str:
+    """The label and weight set: `(IA)³ {k,v,ffn}`."""
+    return f"{label} {{{targets_key(method['targets'])}}}"
+
+
+CLAIM = Claim("(IA)³", "(IA)³ matches or exceeds LoRA with fewer parameters", "(IA)³", LORA, MATCHES,
+              "Liu et al. (2022): (IA)³ matches or beats LoRA with fewer parameters, counting the method's own",
+              scale="its paper: T0-3B, few-shot, 1,000 steps, no GLUE")
+
+
+@register("ia3", config=IA3Config, owns=owns, off_zero=owns, rows=(Row("(IA)³", "black"),), order=8, row_key=row_key,
+          bench=("ia3",), merges=True, untrained_start={"ia3_l": 1.0}, claim=CLAIM)
 def apply(model: nn.Module, cfg: IA3Config, model_cfg: DictConfig) -> nn.Module:
     """Wrap the model with PEFT (IA)³: `ffn` rescales its layer's input, every other target its output.
 

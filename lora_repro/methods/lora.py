@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -44,25 +45,49 @@ from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
 
 from lora_repro.errors import UserError
-from lora_repro.methods.registry import check_bool, check_int, register
-from lora_repro.methods.targets import linear_layers
+from lora_repro.methods.registry import Row, check_bool, check_int, register
+from lora_repro.methods.targets import linear_layers, targets_key
+from lora_repro.paper.claims import BEATS, Claim
+from lora_repro.paper.names import LORA
 
-__all__ = ["FACTOR_KEY", "FAMILY", "LoraConfig", "FusedLoraLinear", "owns", "restore_peft_forward"]
+__all__ = ["FACTOR_KEY", "FAMILY", "PLAIN_UPDATE", "FusedLoraLinear", "LoraConfig", "owns", "restore_peft_forward",
+           "update_scale"]
 
 PREFIX = "lora_"
 # The name of a LoRA factor inside the model: `<module>.lora_A.<adapter>.weight` (B likewise).
 FACTOR_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<factor>[AB])\.[^.]+\.weight$")
-# Method name -> the PEFT LoraConfig options that make it that method.
-FAMILY: dict[str, dict[str, Any]] = {
-    "lora": {},
-    "dora": {"use_dora": True},
-    "rslora": {"use_rslora": True},
-    "pissa": {"init_lora_weights": "pissa"},
-}
-# Method name -> its parameters whose neutral value is not 0 (PEFT's names).
-OFF_ZERO: dict[str, re.Pattern] = {
-    "dora": re.compile(r"\.lora_magnitude_vector\."),
-    "pissa": re.compile(r"\.lora_[AB]\."),
+
+
+@dataclass(frozen=True)
+class Member:
+    """One method of the LoRA family: the PEFT options that make it, and how it is shown and judged."""
+
+    options: dict[str, Any]  # its extra `peft.LoraConfig` options
+    row: Row
+    order: float
+    off_zero: re.Pattern | None = None  # its parameters whose neutral value is not 0 (PEFT's names)
+    claim: Claim | None = None
+
+
+def _beats_lora(label: str, source: str, scale: str) -> Claim:
+    return Claim(label, f"{label} beats LoRA at the same rank", label, LORA, BEATS, source, scale=scale)
+
+
+# Method name -> its member of the family.
+FAMILY: dict[str, Member] = {
+    "lora": Member({}, Row(LORA, "tab:blue"), 3),
+    "dora": Member({"use_dora": True}, Row("DoRA", "tab:cyan"), 4, re.compile(r"\.lora_magnitude_vector\."),
+                   _beats_lora("DoRA", "Liu et al. (2024): DoRA \"consistently outperforms LoRA\", at the same rank "
+                               "(its count: LoRA's plus a magnitude per output feature)",
+                               "its paper: LLaMA 7B-13B and vision-language models, no GLUE")),
+    "rslora": Member({"use_rslora": True}, Row("rsLoRA", "tab:green"), 5, None,
+                     _beats_lora("rsLoRA", "Kalajdzievski (2023): alpha/sqrt(r) learns better than alpha/r (its gain "
+                                 "grows with r), at the same rank (its count: LoRA's)",
+                                 "its paper: LLaMA 2 7B, no GLUE")),
+    "pissa": Member({"init_lora_weights": "pissa"}, Row("PiSSA", "tab:olive"), 6, re.compile(r"\.lora_[AB]\."),
+                    _beats_lora("PiSSA", "Meng et al. (2024): PiSSA converges faster and ends higher than LoRA, at "
+                                "the same rank (its count: LoRA's)", "its paper: 12 models from DeBERTa-v3-base "
+                                "(184M) to 70B, GLUE among its NLU tasks")),
 }
 
 
@@ -95,6 +120,22 @@ class LoraConfig:
 def owns(name: str) -> bool:
     """True for the parameters of LoRA and its variants (PEFT names them lora_A, lora_B, lora_magnitude_vector)."""
     return PREFIX in name
+
+
+def update_scale(method: str, alpha: float, r: int) -> float:
+    """The factor s on B A: alpha / r, or alpha / sqrt(r) for the members that scale as rsLoRA does."""
+    return float(alpha) / (math.sqrt(r) if FAMILY[method].options.get("use_rslora") else r)
+
+
+# The members whose update is s·B A from a zero start, which Section 7's analysis reads (PiSSA starts from W's
+# directions; DoRA rescales the result).
+PLAIN_UPDATE = tuple(name for name, member in FAMILY.items()
+                     if not member.options.get("use_dora") and member.options.get("init_lora_weights", True) is True)
+
+
+def row_key(label: str, method: Mapping[str, Any]) -> str:
+    """The label, rank, alpha and weight set: `LoRA r=8 α=16 {q,v}`."""
+    return f"{label} r={method['r']} α={method['alpha']} {{{targets_key(method['targets'])}}}"
 
 
 def apply(model: nn.Module, cfg: LoraConfig, model_cfg: DictConfig, *, method: str,
@@ -199,7 +240,9 @@ def _autocast_on(device_type: str) -> bool:
         return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
-for _method, _options in FAMILY.items():
-    _off_zero = OFF_ZERO[_method].search if _method in OFF_ZERO else None
-    register(_method, config=LoraConfig, owns=owns, off_zero=_off_zero)(
-        partial(apply, method=_method, peft_options=_options))
+for _method, _member in FAMILY.items():
+    register(_method, config=LoraConfig, owns=owns, rows=(_member.row,), order=_member.order, row_key=row_key,
+             off_zero=_member.off_zero.search if _member.off_zero else None, bench=(_method,), merges=True,
+             untrained_start={"lora_B": 0.0}, claim=_member.claim,
+             paper_presets={(LORA, None): "lora_paper"} if _member.row.label == LORA else {})(
+        partial(apply, method=_method, peft_options=_member.options))

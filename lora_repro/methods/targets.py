@@ -10,15 +10,22 @@ nothing as long as another one matches. PEFT is then given these full names, so 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from omegaconf import DictConfig
 from torch import nn
 
 from lora_repro.errors import UserError
+from lora_repro.paper.names import WEIGHT_ORDER
 
-__all__ = ["FFN", "layer_weight", "linear_layers", "weight_names"]
+__all__ = ["FFN", "layer_weight", "linear_layers", "targets_key", "weight_names"]
 
 FFN = "ffn"
+
+
+def targets_key(targets: Sequence[str]) -> str:
+    """A weight set in the paper's order, e.g. `q,v` (the order given in the config is irrelevant)."""
+    return ",".join(sorted(targets, key=lambda t: (WEIGHT_ORDER + (t,)).index(t)))
 
 
 def weight_names(model_cfg: DictConfig) -> list[str]:

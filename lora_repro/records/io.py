@@ -14,10 +14,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from transformers import TrainerState, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
 from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
 
-__all__ = ["LOCK_FILE", "atomic_write", "check_writable", "claim"]
+__all__ = ["LOCK_FILE", "atomic_write", "check_writable", "checkpoint_folder", "claim"]
 
 LOCK_FILE = ".lock"
 TEMPORARY = ".{name}.{token}.tmp"
@@ -73,3 +76,8 @@ def claim(run_dir: Path) -> Iterator[bool]:
         for leftover in run_dir.glob(TEMPORARY.format(name="*", token="*")):  # from a write that was killed
             leftover.unlink(missing_ok=True)
         yield True
+
+
+def checkpoint_folder(args: TrainingArguments, state: TrainerState) -> Path:
+    """The folder of the checkpoint at the Trainer's current step (being saved in `on_save`, resumed from at start)."""
+    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"

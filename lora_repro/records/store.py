@@ -24,12 +24,11 @@ from omegaconf import OmegaConf
 
 from lora_repro.config import CONF_DIR
 from lora_repro.errors import UserError
-from lora_repro.paper.names import ADAPTER_LABELS, METHOD_LABELS, WEIGHT_ORDER
+from lora_repro.methods.registry import method_label, method_row_key
 from lora_repro.records.record import RECORD_FILE, read_record
 from lora_repro.records.schema import CompletedRecord, Record
 
-__all__ = ["default_runs_dir", "load_predictions", "load_records", "method_label",
-           "method_row_key", "targets_key"]
+__all__ = ["default_runs_dir", "load_predictions", "load_records"]
 
 # The columns of the store, in order; `train.*`, `method.*` and `metric.*` columns follow them.
 COLUMNS = ["status", "task", "model", "method", "label", "row_key", "setup", "seed", "config_hash",
@@ -42,37 +41,6 @@ def default_runs_dir() -> Path:
     """`paths.runs_dir` of conf/paths/default.yaml (the folder `lora-repro train` writes to)."""
     paths = OmegaConf.create({"paths": OmegaConf.load(CONF_DIR / "paths" / "default.yaml")})
     return Path(paths.paths.runs_dir)
-
-
-def targets_key(targets: Sequence[str]) -> str:
-    """A LoRA weight set in the paper's order, e.g. `q,v` (the order given in the config is irrelevant)."""
-    return ",".join(sorted(targets, key=lambda t: (WEIGHT_ORDER + (t,)).index(t)))
-
-
-def method_label(method: Mapping[str, Any]) -> str:
-    """The paper's name for a method config: FT, BitFit, AdptH, AdptP, AdptD or LoRA."""
-    if method["name"] == "adapter":
-        return ADAPTER_LABELS.get(method["variant"], f"Adpt-{method['variant']}")
-    return METHOD_LABELS.get(method["name"], method["name"])
-
-
-def method_row_key(method: Mapping[str, Any]) -> str:
-    """The label plus what tells the paper's rows of one method apart (bottleneck, rank, weights)."""
-    label = method_label(method)
-    if "target_r" in method:  # AdaLoRA: an initial rank pruned to a budget during training
-        return (f"{label} r={method['init_r']}→{method['target_r']} α={method['alpha']} "
-                f"{{{targets_key(method['targets'])}}}")
-    if "alpha" in method:  # LoRA and the successors that share its options (DoRA, rsLoRA, PiSSA)
-        return f"{label} r={method['r']} α={method['alpha']} {{{targets_key(method['targets'])}}}"
-    if "r" in method:  # VeRA
-        return f"{label} r={method['r']} {{{targets_key(method['targets'])}}}"
-    if "targets" in method:  # (IA)³
-        return f"{label} {{{targets_key(method['targets'])}}}"
-    if method["name"] == "adapter":
-        drop = method["drop_lowest"]
-        dropped = "" if method["variant"] != "adapterdrop" else f" drop={'half' if drop is None else drop}"
-        return f"{label} m={method['bottleneck']}{dropped}"
-    return label
 
 
 def family_hash(hashed_config: Mapping[str, Any]) -> str:

@@ -40,14 +40,15 @@ import pandas as pd
 from scipy import stats
 
 from lora_repro.errors import UserError
+from lora_repro.methods.targets import targets_key
 from lora_repro.metrics import BATCHED_METRICS, BatchedMetric, compute_metrics, predictions_from_logits, resample_counts
-from lora_repro.paper.names import ADPT_P, BITFIT, FT, LORA, METHOD_LABELS
+from lora_repro.paper.claims import BEATS, MARGINS, MATCHES, RANK_CLAIMS, TABLE2_CLAIMS, Claim
 from lora_repro.records.schema import COMPLETED
-from lora_repro.records.store import load_epoch_logits, load_predictions, targets_key
+from lora_repro.records.store import load_epoch_logits, load_predictions
 from lora_repro.report.layout import order_tasks, task_name
 from lora_repro.settings import DEV_HALF
 
-__all__ = ["BEATS", "CELL_KEY", "MARGINS", "MATCHES", "RANK_CLAIMS", "SUCCESSOR_CLAIMS", "TABLE2_CLAIMS", "Claim",
+__all__ = ["BEATS", "CELL_KEY", "MARGINS", "MATCHES", "RANK_CLAIMS", "TABLE2_CLAIMS", "Claim",
            "bootstrap_cells", "claim_lines", "claims_table", "holm", "lora_setting_key", "method_key",
            "trivial_baseline"]
 
@@ -60,75 +61,6 @@ HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 # The column that names a cell's row: the method label for Table 2's claims (`method_key`), LoRA's
 # weight set and rank for Tables 5 and 6 (`lora_setting_key`).
 CELL_KEY = "cell_key"
-
-
-# The one rule for margins, from how a paper words its claim: "matches", "on par", "within", "comparable" (or
-# above) is non-inferiority, tested against a 1-point margin; "beats", "outperforms", "better" is superiority,
-# tested against 0.
-MATCHES, BEATS = "matches or exceeds", "beats"
-MARGINS = {MATCHES: -1.0, BEATS: 0.0}
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One claim of a paper, as `mean over tasks of A − mean over tasks of B ≥ margin` (points).
-
-    The margin follows from the claim's wording (`MARGINS`): a paper that says A matches or exceeds B is tested
-    against −1 point, one that says A beats B against 0.
-    """
-
-    name: str
-    text: str
-    a: str  # a cell key: a method label (`LoRA`) or a LoRA setting (`q,v r=4`)
-    b: str
-    kind: str  # MATCHES or BEATS
-    source: str  # where the paper makes it, in its words
-    per_task: bool = True  # also one line per task
-    scale: str = ""  # the setting the paper's claim comes from, set beside ours (`scale_note`)
-
-    @property
-    def margin(self) -> float:
-        """The claim's margin in points, from its kind."""
-        return MARGINS[self.kind]
-
-
-TABLE2_CLAIMS = (
-    Claim("i", "LoRA matches or exceeds full fine-tuning", LORA, FT, MATCHES,
-          "Abstract and Table 2: LoRA \"performs on-par or better than finetuning\" on RoBERTa and DeBERTa"),
-    Claim("ii", "LoRA matches or exceeds BitFit", LORA, BITFIT, MATCHES,
-          "Table 2: LoRA on par or better than the baselines, BitFit among them"),
-    Claim("iii", "LoRA matches or exceeds adapters with equal or fewer trainable parameters", LORA, ADPT_P, MATCHES,
-          "Table 2: LoRA 0.8M vs AdptP/AdptH 0.8M on RoBERTa-large, on par or better"),
-)
-RANK_CLAIMS = (
-    Claim("iv", "At a fixed budget, Wq,Wv at r=4 beats Wq alone at r=8", "q,v r=4", "q r=8", BEATS,
-          "Table 5: adapting two weight types at a lower rank \"yields the best performance\"", per_task=False),
-    Claim("v", "r=1 on Wq,Wv matches or exceeds r=64", "q,v r=1", "q,v r=64", MATCHES,
-          "Table 6: \"LoRA already performs competitively with a very small r\"", per_task=False),
-)
-
-# What the successors' own papers claim against LoRA, at the same rank and targets where they share LoRA's.
-SUCCESSOR_CLAIMS = (
-    Claim("DoRA", "DoRA beats LoRA at the same rank", METHOD_LABELS["dora"], LORA, BEATS,
-          "Liu et al. (2024): DoRA \"consistently outperforms LoRA\", at the same rank (its count: LoRA's plus a "
-          "magnitude per output feature)", scale="its paper: LLaMA 7B-13B and vision-language models, no GLUE"),
-    Claim("rsLoRA", "rsLoRA beats LoRA at the same rank", METHOD_LABELS["rslora"], LORA, BEATS,
-          "Kalajdzievski (2023): alpha/sqrt(r) learns better than alpha/r (its gain grows with r), at the same "
-          "rank (its count: LoRA's)", scale="its paper: LLaMA 2 7B, no GLUE"),
-    Claim("PiSSA", "PiSSA beats LoRA at the same rank", METHOD_LABELS["pissa"], LORA, BEATS,
-          "Meng et al. (2024): PiSSA converges faster and ends higher than LoRA, at the same rank (its count: "
-          "LoRA's)", scale="its paper: 12 models from DeBERTa-v3-base (184M) to 70B, GLUE among its NLU tasks"),
-    Claim("VeRA", "VeRA matches or exceeds LoRA with fewer parameters", METHOD_LABELS["vera"], LORA, MATCHES,
-          "Kopiczko et al. (2024): VeRA matches LoRA on GLUE with 10x fewer trainable parameters, counting the "
-          "method's own (head excluded)", scale="its paper: RoBERTa-base/large, 60 epochs on SST-2, 80 on CoLA"),
-    Claim("(IA)³", "(IA)³ matches or exceeds LoRA with fewer parameters", METHOD_LABELS["ia3"], LORA, MATCHES,
-          "Liu et al. (2022): (IA)³ matches or beats LoRA with fewer parameters, counting the method's own",
-          scale="its paper: T0-3B, few-shot, 1,000 steps, no GLUE"),
-    Claim("AdaLoRA", "AdaLoRA beats LoRA at a similar parameter budget", METHOD_LABELS["adalora"], LORA, BEATS,
-          "Zhang et al. (2023): AdaLoRA beats LoRA on GLUE at the same budget, counted as the final average rank "
-          "(here target rank 8 against LoRA's r=8; it trains its initial rank 12 until the budget is cut)",
-          scale="its paper: DeBERTaV3-base, 24 epochs on SST-2, 25 on CoLA"),
-)
 
 
 def method_key(records: pd.DataFrame) -> pd.Series:

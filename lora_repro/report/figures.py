@@ -14,15 +14,12 @@ import math
 import pandas as pd
 from matplotlib.figure import Figure
 
+from lora_repro.methods.registry import label_colours
 from lora_repro.paper import paper_table
-from lora_repro.paper.names import LABEL_ORDER
 from lora_repro.report.layout import task_name
 
 __all__ = ["params_figure", "rank_figure", "task_figure"]
 
-# One colour per row of the paper's Table 2 order (`LABEL_ORDER`).
-LABEL_COLORS = dict(zip(LABEL_ORDER, ("tab:gray", "tab:brown", "tab:purple", "tab:orange", "tab:red", "tab:blue",
-                                      "tab:cyan", "tab:green", "tab:olive", "tab:pink", "black", "gold"), strict=True))
 PANEL_SIZE = (4.8, 3.6)
 
 
@@ -50,7 +47,7 @@ def params_figure(avg: pd.DataFrame) -> Figure:
     printed = paper_table("table2")["trainable_params_m"]
     for ax, model in zip(axes, models, strict=False):
         for row in avg[avg["model"] == model].itertuples():
-            color = LABEL_COLORS.get(row.label, "black")
+            color = label_colours().get(row.label, "black")
             if pd.notna(row.center):
                 ax.scatter(row.params, 100 * row.center, color=color, label=row.label, zorder=3)
                 ax.annotate(row.method, (row.params, 100 * row.center), fontsize=6, xytext=(3, 3),
@@ -113,7 +110,7 @@ def task_figure(cells: pd.DataFrame, baseline: pd.DataFrame) -> Figure:
         rows = cells[(cells["task"] == task) & cells["center"].notna()].reset_index(drop=True)
         for x, row in rows.iterrows():
             ax.errorbar(x, 100 * row["center"], yerr=100 * (0 if pd.isna(row["std"]) else row["std"]), marker="o",
-                        capsize=3, color=LABEL_COLORS.get(row["label"], "black"))
+                        capsize=3, color=label_colours().get(row["label"], "black"))
         if task in floor:
             ax.axhline(100 * floor[task], color="0.5", linestyle="--", label="trivial baseline")
             ax.legend(fontsize=7, loc="lower right")

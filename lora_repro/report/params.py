@@ -18,21 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_repro.config import compose_config
 from lora_repro.methods import ParamCounts
+from lora_repro.methods.registry import method_row_key, paper_presets
 from lora_repro.models import meta_counts
 from lora_repro.paper import paper_table
-from lora_repro.paper.names import ADPT_D, ADPT_H, ADPT_P, BITFIT, FT, LORA, PAPER_MODELS
-from lora_repro.records.store import method_row_key
+from lora_repro.paper.names import FT, HOULSBY_SETUP, OFFICIAL, PAPER_MODELS
 from lora_repro.report.cells import format_params
 
 __all__ = ["PaperRow", "count_paper_row", "params_check", "params_match", "paper_rows",
            "shown_count"]
 
-# The method config behind each paper row: (label, printed count) -> conf/method/<name>.yaml.
-# None = every count of that label (FT, BitFit and LoRA have one row per model).
-ROW_METHODS = {(FT, None): "full_ft", (BITFIT, None): "bitfit",
-               (ADPT_D, "0.3"): "adapterdrop_m32", (ADPT_D, "0.9"): "adapterdrop_m96",
-               (ADPT_P, "3.0"): "pfeiffer_m64", (ADPT_P, "0.8"): "pfeiffer_m16",
-               (ADPT_H, "6.0"): "houlsby_m64", (ADPT_H, "0.8"): "houlsby_m8", (LORA, None): "lora_paper"}
 # LoRA's rank comes from the official script of a model x task; every task of a model has the same rank.
 REFERENCE_TASK = "mnli"
 DAGGER = "†"
@@ -62,9 +56,10 @@ def paper_rows() -> list[PaperRow]:
     rows = []
     for index, row in paper_table("table2").iterrows():
         label, params = row["method"], row["trainable_params_m"]
-        config = ROW_METHODS.get((label, params)) or ROW_METHODS[(label, None)]
+        presets = paper_presets()  # declared by each method: (label, printed count or None) -> its preset
+        config = presets.get((label, params)) or presets[(label, None)]
         rows.append(PaperRow(int(index), row["model"], PAPER_MODELS[row["model"]], label, params,
-                             "houlsby" if row["source_note"].startswith(DAGGER) else "official", config,
+                             HOULSBY_SETUP if row["source_note"].startswith(DAGGER) else OFFICIAL, config,
                              row["source_note"].startswith("*")))
     return rows
 
@@ -126,7 +121,7 @@ def params_check(models: list[str] | None = None) -> pd.DataFrame:
             continue
         count = shown_count(row.label, count_paper_row(row.model, row.method_config))
         match = params_match(row.params_m, count)
-        out.append({"model": row.model, "method": row.label + (DAGGER if row.setup == "houlsby" else ""),
+        out.append({"model": row.model, "method": row.label + (DAGGER if row.setup == HOULSBY_SETUP else ""),
                     "config": row.method_config, "paper": f"{row.params_m}M", "ours": format_params(count),
                     "ours (2^20)": f"{count / 2**20:.1f}Mi", "count": f"{count:,}", "matches": match,
                     "note": params_note(row, count, match)})

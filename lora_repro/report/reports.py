@@ -14,17 +14,16 @@ import pandas as pd
 
 from lora_repro.config import compose_config
 from lora_repro.errors import UserError
+from lora_repro.methods.registry import label_order, method_label, successor_claims
 from lora_repro.paper import RECIPE_DIFFERENCES, recipe_disagreements
-from lora_repro.paper.names import LABEL_ORDER, PAPER_MODELS
+from lora_repro.paper.names import LORA, PAPER_LABELS, PAPER_MODELS
 from lora_repro.records.schema import COMPLETED
-from lora_repro.records.store import method_label
 from lora_repro.report.cells import MISSING, PAPER_CONVENTION, format_cell, summarize_cells
 from lora_repro.report.claims import (
     FRAGILE,
     RANK_CLAIMS,
     RESAMPLES,
     RNG_SEEDS,
-    SUCCESSOR_CLAIMS,
     TABLE2_CLAIMS,
     Claim,
     claim_lines,
@@ -101,7 +100,7 @@ def recipe_sides(records: pd.DataFrame, models: Sequence[str]) -> list[str]:
     """For each documented paper-vs-scripts disagreement, the value these LoRA runs trained with."""
     lines = []
     for row in recipe_disagreements().itertuples():
-        runs = records[(records["model"] == row.model) & (records["method"] == "lora")]
+        runs = records[(records["model"] == row.model) & (records["label"] == LORA)]
         runs = runs if row.task == "*" else runs[runs["task"] == row.task]
         if row.model not in models or runs.empty:
             continue
@@ -117,7 +116,7 @@ def recipe_sides(records: pd.DataFrame, models: Sequence[str]) -> list[str]:
 
 def sweep_report(number: int, records: pd.DataFrame, seeds: int) -> Report:
     """Table 5 (weight sets at a budget) or Table 6 (weight sets x ranks) of the LoRA records."""
-    lora = records[records["method"] == "lora"]
+    lora = records[records["label"] == LORA]
     require_completed(lora, f"table{number} (LoRA runs)")
     sections, cells = (table5_sections if number == 5 else table6_sections)(lora, seeds)
     figures = {"table6_rank": rank_figure(cells)} if number == 6 else {}
@@ -244,7 +243,7 @@ def convention_sections(records: pd.DataFrame, tasks: Sequence[str] | None, seed
                                                          suffixes=("_convention", "_headline"))
     both["gain"] = both["center_convention"] - both["center_headline"]
     table = both.pivot_table(index="label", columns="task", values="gain", aggfunc="first")
-    table = table.reindex(sorted(table.index, key=lambda label: position(label, LABEL_ORDER)))
+    table = table.reindex(sorted(table.index, key=lambda label: position(label, label_order())))
     table = table[[t for t in [*order_tasks(tasks or done["task"]), AVG] if t in table.columns]]
     flattery = pd.DataFrame({"Method": table.index})
     for column in table.columns:
@@ -323,7 +322,7 @@ def mini_report(records: pd.DataFrame, rank_records: pd.DataFrame, tasks: Sequen
     lines = claims.tidy  # empty, without columns, when no run kept its predictions
     table2_lines = lines[lines["claim"].isin([c.name for c in TABLE2_CLAIMS])] if "claim" in lines else lines
     figures = {"mini_tasks": task_figure(tidy[(tidy["task"] != AVG) & (tidy["label"] != "Trivial")], baseline)}
-    rank_lora = rank_records[(rank_records["method"] == "lora") & (rank_records["status"] == COMPLETED)]
+    rank_lora = rank_records[(rank_records["label"] == LORA) & (rank_records["status"] == COMPLETED)]
     rank_sections = [Section("Table 5 and 6 analogs", None, ["No completed rank runs yet: `make mini-ranks`."])]
     if not rank_lora.empty:
         table5, cells5 = table5_sections(rank_lora, seeds)
@@ -348,7 +347,7 @@ def searched_rates_note(records: pd.DataFrame, search_records: pd.DataFrame | No
     edges = set(winners.loc[winners["edge"] != "", "label"])
     done = records[records["status"] == COMPLETED]
     parts = []
-    for label in [c.a for c in SUCCESSOR_CLAIMS if c.a in set(done["label"])]:
+    for label in [x for x in label_order() if x not in PAPER_LABELS and x in set(done["label"])]:
         used = sorted(set(done.loc[done["label"] == label, "train.learning_rate"].astype(float)))
         rates = ", ".join(f"{r:g}" for r in used)
         verdict = ("no search" if label not in best else "still on its grid's edge" if label in edges else
@@ -363,16 +362,16 @@ def successors_report(records: pd.DataFrame, tasks: Sequence[str] | None, seeds:
 
     `search_records`: the successors' learning-rate search, checked against the rates the table's runs used.
     """
-    successors = records[records["label"].isin([claim.a for claim in SUCCESSOR_CLAIMS])]
-    require_completed(successors, "successors (DoRA, rsLoRA, PiSSA, VeRA, (IA)³, AdaLoRA runs)")
+    successors = records[~records["label"].isin(PAPER_LABELS)]  # every method the paper did not run, claim or not
+    require_completed(successors, f"successors ({', '.join(x for x in label_order() if x not in PAPER_LABELS)} runs)")
     tasks = list(tasks or order_tasks(successors.loc[successors["status"] == COMPLETED, "task"]))
     records = records[records["task"].isin(tasks)]
     sections, tidy, baseline = with_baseline(records, tasks, seeds)
-    claims = claims_report(claims_table(records, SUCCESSOR_CLAIMS, method_key), SUCCESSOR_CLAIMS,
+    claims = claims_report(claims_table(records, successor_claims(), method_key), successor_claims(),
                            "Every successor runs LoRA's rank and weights where it shares LoRA's options (DoRA, "
                            "rsLoRA, PiSSA: r=8, α=16 on Wq,Wv; AdaLoRA: a budget of rank 8 on Wq,Wv); VeRA and "
                            "(IA)³ with their papers' settings. What each paper claims, and which parameter count it "
-                           "uses: " + "; ".join(f"{c.name}: {c.source}" for c in SUCCESSOR_CLAIMS) + ".",
+                           "uses: " + "; ".join(f"{c.name}: {c.source}" for c in successor_claims()) + ".",
                            "LoRA's successors on MiniLM: measured differences, intervals at the Holm levels, verdicts")
     figures = {"successors_tasks": task_figure(tidy[(tidy["task"] != AVG) & (tidy["label"] != "Trivial")],
                                                baseline)}
@@ -406,7 +405,7 @@ def lr_search_winners(records: pd.DataFrame, value: str = "selection_value") -> 
     high = table.groupby("method")["learning_rate"].transform("max")
     table["edge"] = [("low" if rate == lo else "high" if rate == hi else "") if won and lo < hi else ""
                      for rate, lo, hi, won in zip(table["learning_rate"], low, high, table["winner"], strict=True)]
-    order = [position(label, LABEL_ORDER) for label in table["label"]]
+    order = [position(label, label_order()) for label in table["label"]]
     return table.assign(order=order).sort_values(["order", "learning_rate"]).drop(columns="order")[
         ["method", "label", "learning_rate", *tasks, "mean", "winner", "edge"]].reset_index(drop=True)
 
@@ -500,7 +499,7 @@ def precision_report(records: pd.DataFrame, seeds: int) -> Report:
     cells = cells.set_index(["task", "label", "train.precision"])
     rows = []
     for task in order_tasks(done["task"]):
-        for label in sorted(set(done.loc[done["task"] == task, "label"]), key=lambda x: position(x, LABEL_ORDER)):
+        for label in sorted(set(done.loc[done["task"] == task, "label"]), key=lambda x: position(x, label_order())):
             key = (task, label)
             if (*key, "fp32") not in cells.index or (*key, "bf16") not in cells.index:
                 continue

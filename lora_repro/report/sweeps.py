@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lora_repro.methods.targets import targets_key
 from lora_repro.paper import paper_table
-from lora_repro.records.store import targets_key
+from lora_repro.paper.names import LORA
 from lora_repro.report.cells import MISSING, cell_text, format_params, summarize_cells
 from lora_repro.report.layout import (
     Section,
@@ -47,7 +48,7 @@ def weight_order(weights: str) -> tuple[int, str]:
 
 def lora_records(records: pd.DataFrame) -> pd.DataFrame:
     """The LoRA records, with their weight set (`weights`, e.g. `q,v`), rank `r` and `budget`."""
-    lora = records[records["method"] == "lora"].copy()
+    lora = records[records["label"] == LORA].copy()
     lora["weights"] = lora["method.targets"].map(lambda t: targets_key(str(t).split(",")))
     lora["r"] = lora["method.r"].astype(int)
     lora["budget"] = lora["params_method"]

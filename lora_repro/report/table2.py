@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from lora_repro.methods.registry import label_order
 from lora_repro.paper import paper_table
-from lora_repro.paper.names import FT, LABEL_ORDER, PAPER_MODELS, SETUPS, TASK_ORDER
+from lora_repro.paper.names import FT, HOULSBY_SETUP, PAPER_MODELS, SETUPS, TASK_ORDER
 from lora_repro.records.schema import COMPLETED
 from lora_repro.report.cells import (
     HEADLINE,
@@ -81,9 +82,9 @@ def table_rows(done: pd.DataFrame, paper_models: Sequence[str]) -> pd.DataFrame:
     rows = pd.concat([record_rows(done), expected_rows(paper_models)], ignore_index=True)
     rows = rows.drop_duplicates(ROW_KEYS, keep="first")  # a record's own count wins over the computed one
     rows["paper_index"] = [paper_counterpart(r.model, r.setup, r.label, r.params) for r in rows.itertuples()]
-    rows["method"] = rows["row_key"] + rows["setup"].map(lambda s: DAGGER if s == "houlsby" else "")
+    rows["method"] = rows["row_key"] + rows["setup"].map(lambda s: DAGGER if s == HOULSBY_SETUP else "")
     order = [(position(r.model, list(PAPER_MODELS.values())), r.model, position(r.setup, SETUP_ORDER),
-              position(r.label, LABEL_ORDER), r.paper_index if pd.notna(r.paper_index) else 1e9, r.params)
+              position(r.label, label_order()), r.paper_index if pd.notna(r.paper_index) else 1e9, r.params)
              for r in rows.itertuples()]
     return rows.iloc[sorted(range(len(rows)), key=order.__getitem__)].reset_index(drop=True)
 

@@ -1,7 +1,7 @@
 """Where a run's checkpoints live and which of them a resume may take up.
 
 The Trainer saves `checkpoint-<step>` folders in the run's output folder; the callbacks that save their own state
-beside the Trainer's (the epoch log, AdaLoRA's rank pattern) find the folder through `checkpoint_folder`.
+beside the Trainer's (the epoch log, AdaLoRA's rank pattern) find the folder through `records.io.checkpoint_folder`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 import shutil
 from pathlib import Path
 
-from transformers import TrainerState, TrainingArguments
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -19,11 +18,6 @@ EPOCH_LOG_FILE, EPOCH_LOG_LOGITS = "epoch_log.json", "epoch_log_logits.npz"
 TRAINABLE_FILE, BEST_TRAINABLE_FILE = "trainable.safetensors", "best_trainable.safetensors"
 ORDER_RNG_FILE = "epoch_order_rng.safetensors"  # a mid-epoch checkpoint: the RNG state its epoch's order came from
 logger = logging.getLogger(__name__)
-
-
-def checkpoint_folder(args: TrainingArguments, state: TrainerState) -> Path:
-    """The folder of the checkpoint at the Trainer's current step (being saved in `on_save`, resumed from at start)."""
-    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
 
 
 def all_checkpoints(output_dir: Path) -> list[Path]:

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from lora_repro.hardware import cpu_has_native_bf16
+from lora_repro.methods.registry import trains_whole_model
 
 __all__ = ["ASSUMED_UTILIZATION", "CHECKPOINTS_KEPT", "EMULATED_BF16_SLOWDOWN", "GPU_PEAK_TFLOPS", "DeviceMemory",
            "MeasuredRuns", "checkpoint_bytes", "device_memory", "gpu_hours", "save_seconds", "signal_delay_for"]
@@ -155,7 +156,7 @@ def read_measured(record_file: Path) -> Measured | None:
             return None
         epochs, train = len(info["epochs"]), info["train_examples"]
         pflops = run_pflops(info["params"]["total"], config["train"]["max_seq_length"], epochs, train,
-                            sum(info["eval_examples"].values()), config["method"]["name"] == "full_ft")
+                            sum(info["eval_examples"].values()), trains_whole_model(config["method"]))
         return Measured(record["config_hash"], config["model"]["name"], config["task"]["name"],
                         config["method"]["name"], config["train"]["precision"],
                         info["train_seconds"] / (train * epochs), info["train_seconds"], pflops)

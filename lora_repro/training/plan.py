@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from lora_repro.config import compose_config, config_context
 from lora_repro.errors import Unavailable, UserError
 from lora_repro.hardware import cpu_has_native_bf16
+from lora_repro.methods.registry import trains_whole_model
 from lora_repro.models import meta_counts
 from lora_repro.records.identity import RunId, run_config
 from lora_repro.records.record import RECORD_FILE, read_record, reusable_run
@@ -136,7 +137,7 @@ def estimated_pflops(cfg: DictConfig, total_params: int) -> float:
     sizes = cfg.task.num_examples
     eval_n = sum(min(sizes[s], cfg.data.max_eval_samples or sizes[s]) for s in cfg.task.eval_splits)
     return run_pflops(total_params, cfg.train.max_seq_length, cfg.train.epochs, train_examples(cfg), eval_n,
-                      cfg.method.name == "full_ft")
+                      trains_whole_model(cfg.method))
 
 
 # Columns of the plan that `preflight` reads and `lora-repro plan` does not print.

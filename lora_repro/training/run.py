@@ -34,6 +34,7 @@ from lora_repro.methods import (
     trainable_state_dict,
 )
 from lora_repro.methods.lora import FACTOR_KEY
+from lora_repro.methods.registry import method_of, trains_whole_model
 from lora_repro.metrics import predictions_from_logits
 from lora_repro.models import load_model, load_tokenizer
 from lora_repro.paper.names import SETUPS
@@ -74,9 +75,9 @@ def check_settings(cfg: DictConfig) -> None:
     if "trust_remote_code" in (cfg.model.get("config_overrides") or {}):
         raise UserError("model.config_overrides.trust_remote_code is refused: model.trust_remote_code is the one "
                         "switch that lets a model source run its own code")
-    if batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size).split and cfg.method.name == "adalora":
-        # PEFT adds AdaLoRA's orthogonality penalty to the model's own loss, which a split step replaces.
-        raise UserError("method=adalora needs one process and no gradient accumulation: set "
+    if batch_plan(cfg.train.batch_size, cfg.train.per_device_batch_size).split and method_of(cfg.method).single_process:
+        # e.g. AdaLoRA: PEFT adds its orthogonality penalty to the model's own loss, which a split step replaces.
+        raise UserError(f"method={cfg.method.name} needs one process and no gradient accumulation: set "
                         "train.per_device_batch_size to train.batch_size and launch one process")
 
 
@@ -159,7 +160,7 @@ def save_weights(run_dir: Path, model: torch.nn.Module, cfg: DictConfig,
     keep their A and B alone in fp16 (`FACTORS_FILE`), committed with the record where `lora-repro analyze` reads
     them (the mini's rank runs; .gitignore).
     """
-    if cfg.method.name == "full_ft" and not cfg.train.save_full_model:
+    if trains_whole_model(cfg.method) and not cfg.train.save_full_model:
         return {"weights": ""}  # 100% of the model: kept only on request
     state = {name: t.detach().contiguous().cpu() for name, t in trainable_state_dict(model).items()}
     atomic_write(run_dir / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))

@@ -34,8 +34,9 @@ from lora_repro.distributed import is_main_process, mean_over_processes, world_s
 from lora_repro.errors import UserError
 from lora_repro.hardware import resolve_precision
 from lora_repro.methods import decay_exempt, load_trainable_state_dict, trainable_state_dict, training_callbacks
+from lora_repro.methods.registry import trains_whole_model
 from lora_repro.metrics import compute_metrics, predictions_from_logits
-from lora_repro.records.io import atomic_write
+from lora_repro.records.io import atomic_write, checkpoint_folder
 from lora_repro.training.checkpoints import (
     BEST_TRAINABLE_FILE,
     EPOCH_LOG_FILE,
@@ -43,7 +44,6 @@ from lora_repro.training.checkpoints import (
     ORDER_RNG_FILE,
     TRAINABLE_FILE,
     all_checkpoints,
-    checkpoint_folder,
     last_complete_checkpoint,
 )
 from lora_repro.training.preemption import SaveOnSignal
@@ -435,7 +435,7 @@ def make_trainer(model: torch.nn.Module, data: GlueData, cfg: DictConfig, tokeni
                  ) -> tuple[Trainer, EpochLog]:
     """A Trainer for `model` on `data`, and the log that collects its evaluations."""
     log = EpochLog(data=data, metric_names=list(cfg.task.metrics), chosen_by=selection_metric(cfg.task, cfg.data),
-                   keep_best_weights=cfg.method.name != "full_ft" or cfg.train.save_full_model)
+                   keep_best_weights=not trains_whole_model(cfg.method) or cfg.train.save_full_model)
     configure_logger(cfg, output_dir)
     args = training_arguments(cfg, output_dir)
     trainer = GlueTrainer(

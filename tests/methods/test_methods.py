@@ -21,6 +21,7 @@ from torch import nn
 
 from lora_repro.errors import UserError
 from lora_repro.methods import (
+    METHODS,
     apply_method,
     count_parameters,
     load_trainable_state_dict,
@@ -29,7 +30,7 @@ from lora_repro.methods import (
     trainable_state_dict,
 )
 from lora_repro.models import build_model
-from tests.conftest import compose_config, tiny_model_cfg
+from tests.conftest import CONF_DIR, compose_config, tiny_model_cfg
 
 NUM_LABELS = 2
 
@@ -234,13 +235,13 @@ def test_unknown_method_lists_the_valid_ones() -> None:
     with pytest.raises(UserError, match="unknown method 'prefix_tuning'; choose one of: adalora, adapter, bitfit"):
         apply_method(build_model(model_cfg, NUM_LABELS, "meta"), OmegaConf.create({"name": "prefix_tuning"}),
                      model_cfg)
-    assert method_names() == ["adalora", "adapter", "bitfit", "dora", "full_ft", "ia3", "lora", "pissa", "rslora",
-                              "vera"]
+    declared = {p.stem for p in (CONF_DIR / "method").glob("*.yaml") if OmegaConf.load(p).get("name") == p.stem}
+    assert set(method_names()) == declared  # every method has its conf/method/<name>.yaml, and every such file a module
 
 
 def test_duplicate_registration_is_rejected() -> None:
     with pytest.raises(ValueError, match="already registered"):
-        register("lora", config=object, owns=lambda name: True)(lambda model, cfg, model_cfg: model)
+        register("lora", config=object, owns=lambda name: True, rows=(), order=0)(lambda model, cfg, model_cfg: model)
 
 
 def test_state_dict_that_does_not_fit_raises_user_error() -> None:
@@ -284,8 +285,9 @@ def test_paper_parameter_counts_on_meta(model: str, overrides: tuple[str, ...], 
     assert all(p.is_meta for p in prepared_model.parameters())  # nothing was allocated
 
 
-MERGEABLE = [("method=lora",), ("method=dora",), ("method=rslora",), ("method=pissa",), ("method=vera", "method.r=16"),
-             ("method=ia3",), ("method=adalora",)]
+# Every method declared to merge, with its config's defaults (VeRA at a small rank, for speed).
+MERGEABLE = [(f"method={name}", *(("method.r=16",) if name == "vera" else ())) for name in method_names()
+             if METHODS[name].merges]
 
 
 @pytest.mark.parametrize("overrides", MERGEABLE, ids=[o[0].split("=")[1] for o in MERGEABLE])

@@ -16,11 +16,13 @@ from omegaconf import DictConfig, open_dict
 
 from lora_repro.errors import UserError
 from lora_repro.methods import apply_method, count_parameters
+from lora_repro.methods.registry import method_label, method_row_key
+from lora_repro.methods.targets import targets_key
 from lora_repro.models import build_model
 from lora_repro.records.identity import RunId
 from lora_repro.records.record import RECORD_FILE, RunRecord, read_record
 from lora_repro.records.schema import COMPLETED, FAILED, RUNNING, Artifacts, Failure, TrainInfo
-from lora_repro.records.store import load_records, method_label, method_row_key, targets_key
+from lora_repro.records.store import load_records
 from tests.conftest import compose_config
 
 
