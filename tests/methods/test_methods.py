@@ -92,6 +92,7 @@ CASES = [
     Case("vera_ffn", ("method=vera", "method.r=8", "method.targets=[v,ffn]"),
          vector_formula(lambda d, f: 8 + d + 8 + d)),
     Case("ia3", ("method=ia3",), vector_formula(lambda d, f: 2 * d + f)),
+    Case("loha", ("method=loha", "method.r=2"), lora_formula(r=4, targets=2)),  # two factor pairs of rank 2
     # init_r triplets per weight: P (r x d_in), Q (d_out x r) and Λ (r).
     Case("adalora", ("method=adalora", "method.init_r=6", "method.target_r=4"),
          lambda cfg, m: lora_formula(6, 2)(cfg, m) + cfg.shape.num_hidden_layers * 2 * 6),
