@@ -8,7 +8,7 @@ ARGS ?=
 SWEEP = $(if $(DRY_RUN),lora-repro plan,lora-repro train -m) $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format mini mini-ranks mini-lr mini-precision mini-successors-lr mini-successors analyze table2-roberta-base table2-roberta-large \
+.PHONY: help install demo test test-all lint format mini mini-ranks mini-lr mini-crossfit mini-precision mini-successors-lr mini-successors analyze table2-roberta-base table2-roberta-large \
         table2-deberta-xxl table5 table6 report bench clean
 
 help: ## show the targets
@@ -49,6 +49,10 @@ mini-lr: ## the mini's learning-rate search on the selection split, grid extende
 	    done || exit 1; done)
 	$(if $(DRY_RUN),,lora-repro report lr_search)
 
+mini-crossfit: ## the other fold of the mini's cross-fitting: BitFit and LoRA at the report half's learning rate (MRPC, CoLA, STS-B) -> results/mini/crossfit/
+	$(SWEEP) experiment=mini_crossfit $(ARGS)
+	$(if $(DRY_RUN),,lora-repro report mini)
+
 mini-precision: ## bf16 against fp32 on the CPU (MRPC, CoLA x FT, LoRA x 3 seeds), run before the mini moved to bf16 -> results/mini/precision/
 	$(SWEEP) experiment=mini_precision $(ARGS)
 	$(if $(DRY_RUN),,lora-repro report precision)
@@ -69,25 +73,24 @@ analyze: ## the paper's Section 7 (subspace similarity, amplification) on the mi
 
 table2-roberta-base: ## Table 2, RoBERTa-base rows: 8 tasks x methods x 5 seeds (GPU + hub)
 	$(SWEEP) experiment=table2_roberta_base $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table2 --runs experiments/table2_roberta_base --model roberta_base --out results/table2_roberta_base)
+	$(if $(DRY_RUN),,lora-repro report table2_roberta_base)
 
 table2-roberta-large: ## Table 2, RoBERTa-large rows, official and Houlsby-like (dagger) setups (GPU + hub)
 	$(SWEEP) experiment=table2_roberta_large $(ARGS)
 	$(SWEEP) experiment=table2_roberta_large_houlsby $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table2 --runs experiments/table2_roberta_large \
-	    experiments/table2_roberta_large_houlsby --model roberta_large --out results/table2_roberta_large)
+	$(if $(DRY_RUN),,lora-repro report table2_roberta_large)
 
 table2-deberta-xxl: ## Table 2, DeBERTa-XXL rows (GPUs + hub)
 	$(SWEEP) experiment=table2_deberta_xxl $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table2 --runs experiments/table2_deberta_xxl --model deberta_v2_xxlarge --out results/table2_deberta_xxl)
+	$(if $(DRY_RUN),,lora-repro report table2_deberta_xxl)
 
 table5: ## Table 5: LoRA on weight sets at an equal parameter budget (MNLI by default)
 	$(SWEEP) experiment=table5 $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table5 --runs experiments/table5 --out results/table5)
+	$(if $(DRY_RUN),,lora-repro report table5)
 
 table6: ## Table 6: LoRA rank x weight set
 	$(SWEEP) experiment=table6 $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report table6 --runs experiments/table6 --out results/table6)
+	$(if $(DRY_RUN),,lora-repro report table6)
 
 bench: ## training step time, memory, checkpoint size and inference latency per method -> results/bench/
 	lora-repro bench $(ARGS)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from lora_repro.errors import Unavailable, UserError
 
-__all__ = ["PRECISIONS", "cpu_has_native_bf16", "resolve_precision"]
+__all__ = ["PRECISIONS", "RESOLVED_PRECISIONS", "cpu_has_native_bf16", "resolve_precision"]
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+RESOLVED_PRECISIONS = ("fp32", "fp16", "bf16")  # what a run computes in; `auto` resolves to one of them
+PRECISIONS = ("auto", *RESOLVED_PRECISIONS)
 # CPU flags (/proc/cpuinfo) of instructions that compute bf16 dot products in hardware.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 # oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) under which PyTorch's CPU matmuls emulate bf16 even on a CPU

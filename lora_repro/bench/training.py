@@ -105,6 +105,8 @@ def make_optimizer(model: nn.Module, cfg: DictConfig, device: str) -> torch.opti
 
     The model stays on the benchmarked device, `cuda:N` included: the Trainer only builds the optimizer here.
     """
+    cfg = cfg.copy()
+    cfg.train.precision = "fp32"  # the optimizer (groups, rates, decay) is the same in every precision
     with tempfile.TemporaryDirectory() as scratch:
         run_args = training_arguments(cfg, Path(scratch))
         fields = {f.name: getattr(run_args, f.name) for f in dataclasses.fields(run_args) if f.init}

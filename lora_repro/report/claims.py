@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -181,20 +182,26 @@ def selected_values(runs: Sequence[RunPredictions], select_counts: np.ndarray, r
 
 
 def crossfit_values(runs: Sequence[RunPredictions], select_counts: np.ndarray, report_counts: np.ndarray,
-                    metric: BatchedMetric) -> np.ndarray:
-    """Each run's metric on the whole dev set, each half read at the epoch the other half chose: shape (B, runs).
+                    metric: BatchedMetric, others: Sequence[RunPredictions] | None = None) -> np.ndarray:
+    """Each run's metric on the whole dev set, each half read as the other half chose: shape (B, runs).
 
-    For the dev-half tasks: the report half at the epoch the selection half picks (the headline's number) and the
-    selection half at the epoch the report half picks, pooled into one metric over both halves (their sums add).
-    No number is ever chosen on itself.
+    For the dev-half tasks: the report half at the epoch the selection half picks (the headline's number), and the
+    selection half at the epoch the report half picks, of `others` (the same seed trained at the rate the report
+    half chose; the run itself where both halves choose the same rate), pooled into one metric over both halves
+    (their sums add). No number is ever chosen on itself.
     """
     rows = np.arange(len(select_counts))
     columns = []
-    for run in runs:
+    for run, other in zip(runs, others or runs, strict=True):
         on_select = metric.sums(select_counts, run.select, run.select_labels)  # (B, epochs, sums)
         on_report = metric.sums(report_counts, run.report, run.report_labels)
         for_report = np.argmax(metric.formula(on_select), axis=1)  # the earliest of tied epochs, as in training
-        for_select = np.argmax(metric.formula(on_report), axis=1)
+        if other is not run:
+            on_select = metric.sums(select_counts, other.select, other.select_labels)
+            on_report_other = metric.sums(report_counts, other.report, other.report_labels)
+            for_select = np.argmax(metric.formula(on_report_other), axis=1)
+        else:
+            for_select = np.argmax(metric.formula(on_report), axis=1)
         columns.append(metric.formula(on_report[rows, for_report] + on_select[rows, for_select]))
     return np.stack(columns, axis=1)
 
@@ -237,7 +244,7 @@ def cell_spread(runs: Sequence[RunPredictions], resamples: Sequence[tuple[np.nda
 
 
 def bootstrap_cells(records: pd.DataFrame, resamples: int = RESAMPLES, rng_seeds: int = RNG_SEEDS,
-                    crossfit: bool = False) -> pd.DataFrame:
+                    crossfit: bool = False, other_fold: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every (cell key, task) cell's value and its two parts of noise (`cell_spread`).
 
     Args:
@@ -246,10 +253,14 @@ def bootstrap_cells(records: pd.DataFrame, resamples: int = RESAMPLES, rng_seeds
         rng_seeds: Number of RNG seeds the resampling is repeated with (0, 1, ...): seed 0 gives the printed
             interval, all of them the verdict's stability.
         crossfit: Read the dev-half tasks on the whole dev set (`crossfit_values`); other tasks as they are.
+        other_fold: With `crossfit`, the runs at the rate the report half chose where it differs from the
+            selection half's (a `cell_key` column; matched by cell, task and seed): their selection half is read.
 
     Returns:
         One row per cell: cell_key, task, value (mean over seeds, 0-1 scale) and `SPREAD_COLUMNS`.
     """
+    counterparts = {} if other_fold is None else {
+        (row[CELL_KEY], row["task"], int(row["seed"])): row for _, row in other_fold.iterrows()}
     rngs = [np.random.default_rng(seed) for seed in range(rng_seeds)]
     metrics = headline(records)
     rows = []
@@ -265,8 +276,16 @@ def bootstrap_cells(records: pd.DataFrame, resamples: int = RESAMPLES, rng_seeds
         metric = BATCHED_METRICS[metrics[task]]
         values_of = crossfit_values if crossfit and (runs["selection"] == DEV_HALF).all() else selected_values
         for key, cell in runs.groupby(CELL_KEY, sort=True):
-            cell_runs = [predictions[i] for i in cell.sort_values("seed").index]
-            spread = cell_spread(cell_runs, task_resamples, metric, values_of)
+            ordered = cell.sort_values("seed")
+            cell_runs = [predictions[i] for i in ordered.index]
+            read = values_of
+            if values_of is crossfit_values:
+                found = [counterparts.get((key, task, int(seed))) for seed in ordered["seed"]]
+                others = [run if row is None else run_predictions(row) for run, row in zip(cell_runs, found,
+                                                                                           strict=True)]
+                same_labels([*cell_runs, *others], [*ordered["path"], *ordered["path"]])
+                read = partial(crossfit_values, others=others)
+            spread = cell_spread(cell_runs, task_resamples, metric, read)
             if values_of is selected_values:  # the records' own numbers, as the tables print them
                 spread["value"] = float(np.mean(cell["best"].astype(float)))
             rows.append({CELL_KEY: key, "task": task, **spread})
@@ -389,16 +408,20 @@ def holm(lines: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
 
 
 def claim_lines(records: pd.DataFrame, claims: Sequence[Claim], key: Callable[[pd.DataFrame], pd.Series],
-                resamples: int = RESAMPLES, rng_seeds: int = RNG_SEEDS, crossfit: bool = False) -> pd.DataFrame:
+                resamples: int = RESAMPLES, rng_seeds: int = RNG_SEEDS, crossfit: bool = False,
+                other_fold: pd.DataFrame | None = None) -> pd.DataFrame:
     """The untested lines of `claims` on `records`: one per claim (over all tasks), then one per claim and task.
 
     A claim whose cells are missing is left out. `holm` judges them (several claim sets may be one family).
+    `crossfit` and `other_fold` as in `bootstrap_cells`.
     """
     done = records[(records["status"] == COMPLETED) & records["predictions"].notna()]
     if done.empty:
         return pd.DataFrame()
     keyed = done.assign(**{CELL_KEY: key(done)})
-    cells = bootstrap_cells(keyed, resamples, rng_seeds, crossfit)
+    if other_fold is not None:
+        other_fold = other_fold.assign(**{CELL_KEY: key(other_fold)})
+    cells = bootstrap_cells(keyed, resamples, rng_seeds, crossfit, other_fold)
     counts = parameter_counts(keyed)
     tasks = order_tasks(cells["task"])
     lines = []

@@ -32,7 +32,7 @@ from lora_repro.data.glue import GlueData
 from lora_repro.data.tasks import selection_metric
 from lora_repro.distributed import is_main_process, mean_over_processes, world_size
 from lora_repro.errors import UserError
-from lora_repro.hardware import resolve_precision
+from lora_repro.hardware import RESOLVED_PRECISIONS
 from lora_repro.methods import decay_exempt, load_trainable_state_dict, trainable_state_dict, training_callbacks
 from lora_repro.methods.registry import trains_whole_model
 from lora_repro.metrics import compute_metrics, predictions_from_logits
@@ -58,13 +58,14 @@ def device_name() -> str:
 
 
 def precision_flags(precision: str) -> dict[str, bool]:
-    """`TrainingArguments` flags for a `train.precision` value (`auto` resolved first, `hardware.resolve_precision`).
+    """`TrainingArguments` flags for the run's precision, resolved once by `records.identity.run_config`.
 
     bf16 and fp16 are autocast: the weights and optimizer stay fp32, matmuls run in the low precision (on the
     CPU too, through accelerate's `torch.autocast("cpu")`).
     """
-    resolved = resolve_precision(precision)
-    return {"bf16": resolved == "bf16", "fp16": resolved == "fp16"}
+    if precision not in RESOLVED_PRECISIONS:  # a programming error: the run config is the resolved one
+        raise ValueError(f"train.precision {precision!r} is not resolved; build the config with run_config")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 @dataclass(frozen=True)

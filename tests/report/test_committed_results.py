@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from lora_repro.report.cli import run
+from lora_repro.report.reports import REPORTS as DECLARED
+from lora_repro.report.reports import runs_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 MINI = ROOT / "results" / "mini"
-# report -> (its output folder, the run folders it reads, its own first), as the make targets call it.
-# The mini's report also reads its search, for the cross-fitted view's rates per fold.
-REPORTS = {"mini": ("results/mini", ["results/mini/runs", "results/mini/ranks/runs", "results/mini/lr_search/runs"]),
-           "lr_search": ("results/mini/lr_search", ["results/mini/lr_search/runs"]),
-           "precision": ("results/mini/precision", ["results/mini/precision/runs"]),
-           "successors_lr": ("results/successors/lr_search", ["results/successors/lr_search/runs"]),
-           # The successors' report also checks each rate against the successors' search.
-           "successors": ("results/successors", ["results/successors/runs", "results/mini/runs",
-                                                 "results/successors/lr_search/runs"])}
+# The declared reports whose runs and outputs are committed under results/, as `lora-repro report <name>` reads them:
+# its own runs first, then the other record sets it declares (the mini's rank runs, search and cross-fit runs).
+REPORTS = {name: (spec.out_dir().as_posix(), list(dict.fromkeys([d.as_posix() for d in spec.runs()] + [
+    runs_dir(e).as_posix() for experiments in spec.other.values() for e in experiments])))
+    for name, spec in DECLARED.items() if spec.runs()[0].parts[0] == "results"}
+
+
+def test_the_make_targets_call_declared_reports_and_the_committed_ones_are_all_tested():
+    called = set(re.findall(r"lora-repro report (\w+)", (ROOT / "Makefile").read_text()))
+    assert called <= set(DECLARED), f"the Makefile calls undeclared reports: {called - set(DECLARED)}"
+    assert set(REPORTS) == {"mini", "lr_search", "precision", "successors", "successors_lr"}
 
 
 @pytest.mark.parametrize("name", list(REPORTS))

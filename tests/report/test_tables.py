@@ -16,7 +16,7 @@ from lora_repro.errors import UserError
 from lora_repro.records.schema import FAILED, RUNNING
 from lora_repro.records.store import load_records
 from lora_repro.report.render import to_latex, to_markdown
-from lora_repro.report.reports import build_report
+from lora_repro.report.reports import RANK, SEARCH, build_report
 from tests.records.test_store import write_run
 
 LORA_MNLI = [0.870, 0.872, 0.875, 0.878, 0.880]   # x100: 87.5 median, sample std 0.41 -> 87.5±.4
@@ -113,7 +113,7 @@ def test_seeds_option_changes_what_counts_as_complete(records):
 
 
 def test_mini_has_the_minilm_rows_a_labelled_reference_and_the_rank_table(store):
-    report = build_report("mini", load_records([store / "main"]), rank_records=load_records([store / "rank"]), seeds=3)
+    report = build_report("mini", load_records([store / "main"]), other={RANK: load_records([store / "rank"])}, seeds=3)
     table = ours(report)
     # The rank sweep's LoRA configs are not Table 2 rows; the trivial baseline closes the table.
     assert list(table.index) == ["FT", LORA_ROW, "Trivial baseline"]
@@ -207,7 +207,7 @@ def test_successors_report_checks_each_rate_against_the_successors_search(tmp_pa
     for rate, value in ((5e-4, 0.7), (1e-3, 0.8), (2e-3, 0.75)):  # DoRA's search: 1e-3 wins, inside its grid
         write_run(tmp_path / "search", "sst2", "minilm", "dora", 0, value, overrides=(f"train.learning_rate={rate}",))
     report = build_report("successors", load_records([tmp_path / "mini", tmp_path / "successors"]),
-                          search_records=load_records([tmp_path / "search"]))
+                          other={SEARCH: load_records([tmp_path / "search"])})
     note = next(n for n in report.sections[0].notes if n.startswith("Learning rates"))
     assert "DoRA 0.002 (not its search's best, 0.001)" in note and "VeRA 0.004 (no search)" in note
 

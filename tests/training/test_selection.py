@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from lora_repro.report.reports import lr_search_winners
+from lora_repro.report.searches import lr_search_winners
 from lora_repro.training.run import summarize
 from tests.conftest import write_tiny_glue
 
