@@ -150,7 +150,10 @@ def crossfit_section(records: pd.DataFrame, half: pd.DataFrame, search_records: 
              "Learning rates per fold, from the search's runs (both halves stored): " + (
                  "the report half chooses another rate for " + "; ".join(rate_notes)
                  + " (experiment=mini_crossfit, `make mini-crossfit`)." if rate_notes else
-                 "both halves choose the same rate for every method (or there is no search to ask).")]
+                 "both halves choose the same rate for every method (or there is no search to ask)."),
+             f"The two views give the same verdict on {int((both['verdict'] == both['verdict_whole']).sum())} of "
+             f"{len(both)} lines. The headline tables and the claims table stay on the half split: a claim prints "
+             "the cells its table prints, and those are each run's report half."]
     return [Section("The whole dev set, by cross-fitting: Table 2's claims beside the half-split view", table, notes)]
 
 

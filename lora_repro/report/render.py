@@ -88,6 +88,11 @@ def figure_png(figure: Figure, command: str) -> bytes:
     return buffer.getvalue()
 
 
+# 12 significant digits: the numbers themselves, without the last bits that another BLAS or CPU rounds otherwise,
+# so a report rebuilt on another machine is the same file.
+CSV_FLOAT = "%.12g"
+
+
 def write_report(report: Report, out: Path, command: str) -> list[Path]:
     """Write `<name>.md`, `.tex`, `.csv` and one PNG per figure into `out`.
 
@@ -96,7 +101,8 @@ def write_report(report: Report, out: Path, command: str) -> list[Path]:
     """
     texts = {f"{report.name}.md": to_markdown(report, command),
              f"{report.name}.tex": to_latex(report, command),
-             f"{report.name}.csv": f"# {produced_by(command)}\n" + report.tidy.to_csv(index=False)}
+             f"{report.name}.csv": f"# {produced_by(command)}\n" + report.tidy.to_csv(index=False,
+                                                                                        float_format=CSV_FLOAT)}
     written = []
     for name, text in texts.items():
         atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
