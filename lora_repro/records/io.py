@@ -13,12 +13,13 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-from transformers import TrainerState, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from typing import TYPE_CHECKING
 
 from lora_repro.distributed import is_main_process
 from lora_repro.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import TrainerState, TrainingArguments
 
 __all__ = ["LOCK_FILE", "atomic_write", "check_writable", "checkpoint_folder", "claim"]
 
@@ -80,4 +81,5 @@ def claim(run_dir: Path) -> Iterator[bool]:
 
 def checkpoint_folder(args: TrainingArguments, state: TrainerState) -> Path:
     """The folder of the checkpoint at the Trainer's current step (being saved in `on_save`, resumed from at start)."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR  # here: reading a record needs no transformers
     return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
