@@ -32,7 +32,7 @@ __all__ = ["default_runs_dir", "load_predictions", "load_records"]
 
 # The columns of the store, in order; `train.*`, `method.*` and `metric.*` columns follow them.
 COLUMNS = ["status", "task", "model", "method", "label", "row_key", "setup", "seed", "config_hash",
-           "family", "params_method", "params_trainable", "params_total", "headline_metric", "selection",
+           "family", "params_method", "params_method_final", "params_trainable", "params_total", "headline_metric", "selection",
            "selection_metric", "selection_value", "best", "best_epoch", "report_best", "report_best_epoch",
            "final", "train_seconds", "path", "predictions", "epoch_logits"]
 
@@ -79,7 +79,8 @@ def completed_columns(record: CompletedRecord, folder: Path) -> dict[str, Any]:
     # The paper's convention: the epoch the report split likes best (the same as `best` without a selection split).
     report_best = info.report_best or best
     return {
-        "params_method": info.params.method, "params_trainable": info.params.trainable,
+        "params_method": info.params.method, "params_method_final": info.params.method_final,
+        "params_trainable": info.params.trainable,
         "params_total": info.params.total, "headline_metric": info.headline_metric,
         # What chose the reported epoch (and what a search compares): the selection split's value there.
         "selection_metric": info.chosen_by, "selection_value": best.metrics.get(info.chosen_by),
