@@ -31,10 +31,10 @@ from lora_repro.records.schema import CompletedRecord, Record
 __all__ = ["default_runs_dir", "load_predictions", "load_records"]
 
 # The columns of the store, in order; `train.*`, `method.*` and `metric.*` columns follow them.
-COLUMNS = ["status", "task", "model", "method", "label", "row_key", "setup", "seed", "config_hash",
-           "family", "params_method", "params_method_final", "params_trainable", "params_total", "headline_metric", "selection",
-           "selection_metric", "selection_value", "best", "best_epoch", "report_best", "report_best_epoch",
-           "final", "train_seconds", "path", "predictions", "epoch_logits"]
+COLUMNS = ["status", "task", "model", "method", "label", "row_key", "setup", "seed", "config_hash", "family",
+           "params_method", "params_method_final", "params_trainable", "params_total", "headline_metric",
+           "selection", "selection_metric", "selection_value", "best", "best_epoch", "report_best",
+           "report_best_epoch", "final", "train_seconds", "path", "predictions", "epoch_logits"]
 
 
 def default_runs_dir() -> Path:
