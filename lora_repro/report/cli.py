@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+import pandas as pd
+
 from lora_repro.config import group_choices
 from lora_repro.errors import UserError, choose
 from lora_repro.records.store import load_records
@@ -96,7 +98,7 @@ def run(argv: list[str]) -> list[Path]:
             where = ", ".join(map(str, runs or spec.runs()))
             raise UserError(f"no run records under {where}; train the runs first (`make help` lists the "
                             "sweeps) or pass --runs with a folder `lora-repro train` wrote to")
-        other = {} if args.runs else {name: _existing([d for e in experiments for d in [runs_dir(e)]])
+        other = {} if args.runs else {name: _existing([runs_dir(e) for e in experiments])
                                       for name, experiments in spec.other.items()}
         if args.rank_runs:
             other[RANK] = load_records(args.rank_runs)
@@ -106,7 +108,7 @@ def run(argv: list[str]) -> list[Path]:
     return written
 
 
-def _existing(folders: list[Path]):
+def _existing(folders: list[Path]) -> pd.DataFrame | None:
     """The records under those of `folders` that exist, or None (no such runs here)."""
     present = list(dict.fromkeys(d for d in folders if d.is_dir()))
     return load_records(present) if present else None
