@@ -45,10 +45,16 @@ COMMANDS = {
 }
 
 
+# Settings that moved: Hydra's own error for the old key would suggest appending it with `+`, which fails later.
+MOVED_SETTINGS = {"method.learning_rate": "train.learning_rate"}  # one rate per run; method files set its default
+
+
 def check_choices(overrides: list[str]) -> None:
-    """Reject `group=name` overrides (also `group=a,b` sweeps) that name no config file."""
+    """Reject `group=name` overrides (also `group=a,b` sweeps) that name no config file, and moved settings."""
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
+        if key in MOVED_SETTINGS:
+            raise UserError(f"{key} is now {MOVED_SETTINGS[key]}: write {MOVED_SETTINGS[key]}={value}")
         if not sep or key not in CHOICE_GROUPS or "(" in value or value in ("null", ""):
             continue
         for name in value.split(","):

@@ -54,8 +54,6 @@ __all__ = [
     "final_budget",
 ]
 
-# Keys of the method config group that belong to the training runner, not to the method itself.
-RUNNER_KEYS = ("name", "learning_rate")
 # Where apply_method leaves the head prefixes, because count_parameters only gets the method config.
 HEAD_ATTR = "lora_repro_head_modules"
 
@@ -89,7 +87,7 @@ def apply_method(model: nn.Module, method_cfg: DictConfig, model_cfg: DictConfig
 
     Args:
         model: a transformers sequence-classification model (on any device, including meta).
-        method_cfg: the `method` config group (name, learning_rate and the method's own options).
+        method_cfg: the `method` config group (its name and the method's own options).
         model_cfg: the `model` config group; `head_modules` names the head that always trains.
 
     Returns:
@@ -201,8 +199,7 @@ def _method(name: str) -> Method:
 def _build_config(method: Method, method_cfg: DictConfig) -> Any:
     """Build the method's config dataclass from its config group, rejecting unknown and missing keys."""
     values = OmegaConf.to_container(method_cfg, resolve=True)
-    for key in RUNNER_KEYS:
-        values.pop(key, None)
+    values.pop("name", None)  # which method, not one of its options
     fields = {f.name for f in dataclasses.fields(method.config_cls)}
     required = {f.name for f in dataclasses.fields(method.config_cls) if f.default is dataclasses.MISSING}
     unknown, missing = sorted(values.keys() - fields), sorted(required - values.keys())

@@ -17,7 +17,6 @@ the budget of LoRA at r 8 on q and v. Λ starts at zero, so training starts exac
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from lora_repro.errors import UserError
-from lora_repro.methods.registry import Row, check_int, register
+from lora_repro.methods.registry import Row, check_dropout, check_int, check_number, check_targets, register
 from lora_repro.methods.targets import linear_layers, targets_key
 from lora_repro.paper.claims import BEATS, Claim
 from lora_repro.paper.names import LORA
@@ -67,17 +66,12 @@ class AdaLoraConfig:
         if self.tinit + self.tfinal >= 1:
             raise UserError(f"adalora tinit + tfinal must leave steps to allocate the budget in, got "
                             f"{self.tinit} + {self.tfinal}")
-        for name, valid, rule in (("alpha", lambda v: v > 0, "> 0"), ("beta1", lambda v: 0 < v < 1, "in (0, 1)"),
-                                  ("beta2", lambda v: 0 < v < 1, "in (0, 1)"),
-                                  ("orth_reg_weight", lambda v: v >= 0, ">= 0")):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                    or not valid(value):
-                raise UserError(f"adalora {name} must be a finite number {rule}, got {value!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
-            raise UserError(f"adalora dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.targets, list) or not self.targets or len(set(self.targets)) != len(self.targets):
-            raise UserError(f"adalora targets must be a list of distinct weights such as [q, v], got {self.targets!r}")
+        check_number("adalora alpha", self.alpha)
+        for name in ("beta1", "beta2"):
+            check_number(f"adalora {name}", getattr(self, name), lambda v: 0 < v < 1, "in (0, 1)")
+        check_number("adalora orth_reg_weight", self.orth_reg_weight, lambda v: v >= 0, ">= 0")
+        check_dropout("adalora dropout", self.dropout)
+        check_targets("adalora targets", self.targets)
 
 
 class RankBudget(TrainerCallback):

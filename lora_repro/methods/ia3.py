@@ -18,8 +18,7 @@ from peft import IA3Config as PeftIA3Config
 from peft import get_peft_model
 from torch import nn
 
-from lora_repro.errors import UserError
-from lora_repro.methods.registry import Row, check_bool, register
+from lora_repro.methods.registry import Row, check_bool, check_targets, register
 from lora_repro.methods.targets import FFN, linear_layers, targets_key
 from lora_repro.paper.claims import MATCHES, Claim
 from lora_repro.paper.names import LORA
@@ -34,9 +33,7 @@ class IA3Config:
 
     def __post_init__(self) -> None:
         check_bool("ia3 exempt_from_decay", self.exempt_from_decay)
-        if not isinstance(self.targets, list) or not self.targets or len(set(self.targets)) != len(self.targets):
-            raise UserError(f"ia3 targets must be a list of distinct weights such as [k, v, ffn], "
-                            f"got {self.targets!r}")
+        check_targets("ia3 targets", self.targets, "[k, v, ffn]")
 
 
 def owns(name: str) -> bool:

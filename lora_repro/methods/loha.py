@@ -7,7 +7,6 @@ and the update merges into the weights as LoRA's does. The scale is alpha / r, a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +16,7 @@ from peft import LoHaConfig as PeftLoHaConfig
 from peft import get_peft_model
 from torch import nn
 
-from lora_repro.errors import UserError
-from lora_repro.methods.registry import Row, check_int, register
+from lora_repro.methods.registry import Row, check_int, check_number, check_targets, register
 from lora_repro.methods.targets import linear_layers, targets_key
 
 
@@ -32,11 +30,8 @@ class LoHaConfig:
 
     def __post_init__(self) -> None:
         check_int("loha rank r", self.r, 1)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) \
-                or not math.isfinite(self.alpha) or self.alpha <= 0:
-            raise UserError(f"loha alpha must be a finite number > 0, got {self.alpha!r}")
-        if not isinstance(self.targets, list) or not self.targets or len(set(self.targets)) != len(self.targets):
-            raise UserError(f"loha targets must be a list of distinct weights such as [q, v], got {self.targets!r}")
+        check_number("loha alpha", self.alpha)
+        check_targets("loha targets", self.targets)
 
 
 def owns(name: str) -> bool:

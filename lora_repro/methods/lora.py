@@ -45,7 +45,7 @@ from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
 
 from lora_repro.errors import UserError
-from lora_repro.methods.registry import Row, check_bool, check_int, register
+from lora_repro.methods.registry import Row, check_bool, check_dropout, check_int, check_number, check_targets, register
 from lora_repro.methods.targets import linear_layers, targets_key
 from lora_repro.paper.claims import BEATS, Claim
 from lora_repro.paper.names import LORA
@@ -104,17 +104,9 @@ class LoraConfig:
     def __post_init__(self) -> None:
         check_int("lora rank r", self.r, 1)
         check_bool("lora exempt_from_decay", self.exempt_from_decay)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) \
-                or not math.isfinite(self.alpha) or self.alpha <= 0:
-            raise UserError(f"lora alpha must be a finite number > 0, got {self.alpha!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) \
-                or not 0 <= self.dropout < 1:
-            raise UserError(f"lora dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.targets, list) or not self.targets:
-            raise UserError(f"lora targets must be a non-empty list such as [q, v], got {self.targets!r}")
-        repeated = sorted({t for t in self.targets if self.targets.count(t) > 1})
-        if repeated:
-            raise UserError(f"lora targets repeat {repeated}: list each weight once, got {self.targets}")
+        check_number("lora alpha", self.alpha)
+        check_dropout("lora dropout", self.dropout)
+        check_targets("lora targets", self.targets)
 
 
 def owns(name: str) -> bool:

@@ -11,6 +11,7 @@ module imports this, never the package, so there is no import cycle.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,4 +217,29 @@ def check_bool(what: str, value: Any) -> bool:
     """Return `value` if it is true or false, else raise a `UserError` naming it."""
     if not isinstance(value, bool):
         raise UserError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def check_number(what: str, value: Any, valid: Callable[[float], bool] = lambda v: v > 0, rule: str = "> 0") -> float:
+    """Return `value` if it is a finite number (not a bool) for which `valid` holds, else raise a `UserError`.
+
+    `rule` says `valid` in words, for the message: e.g. "lora alpha must be a finite number > 0, got nan".
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not valid(value):
+        raise UserError(f"{what} must be a finite number {rule}, got {value!r}")
+    return value
+
+
+def check_dropout(what: str, value: Any) -> float:
+    """Return `value` if it is a dropout probability in [0, 1), else raise a `UserError` naming it."""
+    return check_number(what, value, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def check_targets(what: str, value: Any, example: str = "[q, v]") -> list[str]:
+    """Return `value` if it is a non-empty list naming each weight once, else raise a `UserError` naming it."""
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{what} must be a non-empty list of weights such as {example}, got {value!r}")
+    repeated = sorted({t for t in value if value.count(t) > 1})
+    if repeated:
+        raise UserError(f"{what} repeat {repeated}: list each weight once, got {value}")
     return value

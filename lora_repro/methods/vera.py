@@ -10,7 +10,6 @@ layers x targets x (r + d_out); VeRA's rank is large (256 in the paper) because 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +19,7 @@ from peft import VeraConfig as PeftVeraConfig
 from peft import get_peft_model
 from torch import nn
 
-from lora_repro.errors import UserError
-from lora_repro.methods.registry import Row, check_int, register
+from lora_repro.methods.registry import Row, check_dropout, check_int, check_number, check_targets, register
 from lora_repro.methods.targets import linear_layers, targets_key
 from lora_repro.paper.claims import MATCHES, Claim
 from lora_repro.paper.names import LORA
@@ -40,14 +38,9 @@ class VeraConfig:
     def __post_init__(self) -> None:
         check_int("vera rank r", self.r, 1)
         check_int("vera projection_seed", self.projection_seed, 0)
-        if isinstance(self.d_initial, bool) or not isinstance(self.d_initial, int | float) \
-                or not math.isfinite(self.d_initial) or self.d_initial <= 0:
-            raise UserError(f"vera d_initial must be a number > 0, got {self.d_initial!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) \
-                or not 0 <= self.dropout < 1:
-            raise UserError(f"vera dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.targets, list) or not self.targets or len(set(self.targets)) != len(self.targets):
-            raise UserError(f"vera targets must be a list of distinct weights such as [q, v], got {self.targets!r}")
+        check_number("vera d_initial", self.d_initial)
+        check_dropout("vera dropout", self.dropout)
+        check_targets("vera targets", self.targets)
 
 
 def owns(name: str) -> bool:

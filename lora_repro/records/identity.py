@@ -1,10 +1,10 @@
 """A run's identity: the one owner of the hashed config and of the run folder's name.
 
 `run_config(cfg)` turns a composed config into the run's config: every interpolation resolved, every `auto`
-made concrete (the precision this machine computes in, the selection protocol this task follows), and the
-method's default learning rate dropped once `train.learning_rate` has taken it, so a record holds only the
-rate that trained the run. `RunId.of(run_config)` then computes the identity once; the resume check, the lock
-and the record receive it instead of recomputing it.
+made concrete (the precision this machine computes in, the selection protocol this task follows). Its one
+learning rate is `train.learning_rate`, which each `conf/method` file sets as its default.
+`RunId.of(run_config)` then computes the identity once; the resume check, the lock and the record receive it
+instead of recomputing it.
 
 The identity covers exactly what decides a run's result: the task, model, method, training settings, seed
 and setup, the data (each local file's SHA-256, subset and selection split), and the precision. Not paths,
@@ -35,8 +35,6 @@ HASHED_DATA_KEYS = ("max_train_samples", "max_eval_samples", "subset_seed", "sel
 UNHASHED_TRAIN_KEYS = ("per_device_batch_size", "num_threads", "eval_batch_size", "save_full_model", "force",
                        "progress_seconds")
 UNORDERED_METHOD_KEYS = ("targets",)
-# A method config's default rate: train.learning_rate reads it, then it is dropped (one rate per record).
-METHOD_DEFAULT_RATE = "learning_rate"
 
 
 def run_config(cfg: DictConfig, on_cuda: bool | None = None) -> DictConfig:
@@ -53,7 +51,6 @@ def run_config(cfg: DictConfig, on_cuda: bool | None = None) -> DictConfig:
 
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     with open_dict(resolved):
-        resolved.method.pop(METHOD_DEFAULT_RATE, None)
         resolved.train.precision = resolve_precision(resolved.train.precision, on_cuda)
         resolved.data.selection = selection_protocol(resolved.task, resolved.data)
     return resolved
@@ -75,8 +72,8 @@ def canonical(value: Any) -> Any:
 
 
 def method_identity(method: dict[str, Any]) -> dict[str, Any]:
-    """A method config as the identity sees it: canonical, its default rate dropped, its weight set a set."""
-    method = {k: v for k, v in method.items() if k != METHOD_DEFAULT_RATE}
+    """A method config as the identity sees it: canonical, its weight set a set."""
+    method = dict(method)
     for key in UNORDERED_METHOD_KEYS:
         if isinstance(method.get(key), list):
             method[key] = sorted(set(method[key]))

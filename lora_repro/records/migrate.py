@@ -50,7 +50,7 @@ def migrate_run(run_dir: Path) -> Path:
                 raise UserError(f"{run_dir} ran with train.precision=auto on {record.run_info.device}, "
                                 "which does not say whether it computed in bf16; rerun that run")
             cfg.train.precision = "fp32"
-        cfg.method.pop("learning_rate", None)
+        cfg.method.pop("learning_rate", None)  # version 2 kept the method file's default beside train's
         cfg.data.setdefault("selection", "none")
     run = RunId.of(cfg)
     target = run_dir.with_name(run_folder_name(cfg.seed, run.hash))

@@ -188,7 +188,7 @@ def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
 
 def job_method_overrides(cfg: DictConfig) -> list[str]:
     method = OmegaConf.to_container(cfg.method, resolve=True)
-    return [f"{k}={v}" for k, v in method.items() if k not in ("name", "learning_rate")]
+    return [f"{k}={v}" for k, v in method.items() if k != "name"]
 
 
 def plan_main() -> None:

@@ -176,7 +176,7 @@ BAD_OPTIONS = [
     (("method=lora", "method.r=2.5"), "lora rank r must be an integer, got 2.5"),
     (("method=lora", "method.r=33"), "r must be <= 32"),
     (("method=lora", "method.alpha=0"), "lora alpha must be a finite number > 0, got 0"),
-    (("method=lora", "method.dropout=1.0"), "lora dropout must be in [0, 1), got 1.0"),
+    (("method=lora", "method.dropout=1.0"), "lora dropout must be a finite number in [0, 1), got 1.0"),
     (("method=lora", "method.targets=[]"), "lora targets must be a non-empty list"),
     (("method=lora", "method.targets=[q,x]"), "lora target 'x' not in {q, k, v, o, ffn}"),
     (("method=dora", "method.targets=[q,x]"), "dora target 'x' not in {q, k, v, o, ffn}"),
@@ -185,9 +185,9 @@ BAD_OPTIONS = [
     (("method=adalora", "method.target_r=16"), "adalora target_r must be <= 12, got 16"),
     (("method=adalora", "method.tinit=0.6"), "adalora tinit + tfinal must leave steps"),
     (("method=adalora", "method.orth_reg_weight=-1"), "adalora orth_reg_weight must be a finite number >= 0"),
-    (("method=vera", "method.d_initial=0"), "vera d_initial must be a number > 0"),
-    (("method=vera", "method.targets=[q,q]"), "vera targets must be a list of distinct weights"),
-    (("method=ia3", "method.targets=[]"), "ia3 targets must be a list of distinct weights"),
+    (("method=vera", "method.d_initial=0"), "vera d_initial must be a finite number > 0"),
+    (("method=vera", "method.targets=[q,q]"), "vera targets repeat ['q']"),
+    (("method=ia3", "method.targets=[]"), "ia3 targets must be a non-empty list of weights such as [k, v, ffn]"),
     (("method=ia3", "method.targets=[k,mlp]"), "ia3 target 'mlp' not in {q, k, v, o, ffn}"),
     (("method=lora", "method.targets=[q,v,q]"), "lora targets repeat ['q']"),
     (("method=lora", "+method.rank=4"), "unknown options ['rank']"),
@@ -236,7 +236,8 @@ def test_unknown_method_lists_the_valid_ones() -> None:
     with pytest.raises(UserError, match="unknown method 'prefix_tuning'; choose one of: adalora, adapter, bitfit"):
         apply_method(build_model(model_cfg, NUM_LABELS, "meta"), OmegaConf.create({"name": "prefix_tuning"}),
                      model_cfg)
-    declared = {p.stem for p in (CONF_DIR / "method").glob("*.yaml") if OmegaConf.load(p).get("name") == p.stem}
+    declared = {p.stem for p in (CONF_DIR / "method").glob("*.yaml")
+                if OmegaConf.select(OmegaConf.load(p), "method.name") == p.stem}
     assert set(method_names()) == declared  # every method has its conf/method/<name>.yaml, and every such file a module
 
 

@@ -8,6 +8,7 @@ name, and records of every registered method, LoHa included, show up in each rep
 from __future__ import annotations
 
 import ast
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from lora_repro.bench.runner import DEFAULT_METHODS
+from lora_repro.config import compose_config
 from lora_repro.methods import METHODS, method_names
 from lora_repro.methods.registry import label_colours, label_order, method_label
 from lora_repro.records.store import load_records
@@ -51,8 +53,11 @@ def test_every_method_has_a_config_a_label_a_colour_and_a_place():
     presets = {p.stem for p in (CONF_DIR / "method").glob("*.yaml")}
     for name in method_names():
         assert name in presets, f"{name} has no conf/method/{name}.yaml"
-        label = method_label(OmegaConf.load(CONF_DIR / "method" / f"{name}.yaml"))
+        label = method_label(OmegaConf.load(CONF_DIR / "method" / f"{name}.yaml").method)
         assert label in label_order() and label in label_colours(), name
+    for preset in presets:  # each method file brings its default rate: the one train.learning_rate of its runs
+        rate = compose_config([f"method={preset}", "model=roberta_base", "task=rte"]).train.learning_rate  # lora_paper
+        assert isinstance(rate, float) and math.isfinite(rate) and rate > 0, preset
     assert len(set(label_order())) == len(label_order())  # one row label per row
     assert set(DEFAULT_METHODS) == {p for m in METHODS.values() for p in m.bench}  # the bench times what is declared
 

@@ -203,7 +203,7 @@ def test_loggers_write_into_the_run_folder_and_need_no_account(tmp_path, glue_di
 def test_config_hash_ignores_paths_and_logger_but_not_hyperparameters(tmp_path, glue_dir):
     base = tiny_run_cfg(tmp_path, glue_dir)
     moved = tiny_run_cfg(tmp_path / "elsewhere", glue_dir, overrides=["logger=tensorboard"])
-    other_lr = tiny_run_cfg(tmp_path, glue_dir, overrides=["method.learning_rate=1e-3"])
+    other_lr = tiny_run_cfg(tmp_path, glue_dir, overrides=["train.learning_rate=1e-3"])
     other_seed = tiny_run_cfg(tmp_path, glue_dir, overrides=["seed=1"])
     assert run_dir_for(base).name == run_dir_for(moved).name
     assert run_dir_for(base).name != run_dir_for(other_lr).name
