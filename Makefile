@@ -35,12 +35,12 @@ format: ## ruff format + fixes
 
 mini: ## the paper's Table 2 comparison on MiniLM (CPU scale, 5 seeds, selection/report splits), trivial baseline and claims -> results/mini/
 	$(SWEEP) experiment=mini $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report mini)
+	$(if $(DRY_RUN),,lora-repro report mini && lora-repro report glance)
 
 mini-ranks: ## the Table 5 and 6 analogs on MiniLM (LoRA weight sets x ranks), then the mini report again
 	$(SWEEP) experiment=mini_table5 $(ARGS)
 	$(SWEEP) experiment=mini_table6 $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report mini)
+	$(if $(DRY_RUN),,lora-repro report mini && lora-repro report glance)
 
 mini-lr: ## the mini's learning-rate search on the selection split, grid extended until every best rate is inside -> results/mini/lr_search/
 	$(SWEEP) experiment=mini_lr $(ARGS)
@@ -51,7 +51,7 @@ mini-lr: ## the mini's learning-rate search on the selection split, grid extende
 
 mini-crossfit: ## the other fold of the mini's cross-fitting: BitFit and LoRA at the report half's learning rate (MRPC, CoLA, STS-B) -> results/mini/crossfit/
 	$(SWEEP) experiment=mini_crossfit $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report mini)
+	$(if $(DRY_RUN),,lora-repro report mini && lora-repro report glance)
 
 mini-precision: ## bf16 against fp32 on the CPU (MRPC, CoLA x FT, LoRA x 3 seeds), run before the mini moved to bf16 -> results/mini/precision/
 	$(SWEEP) experiment=mini_precision $(ARGS)
@@ -66,7 +66,7 @@ mini-successors-lr: ## the successors' learning-rate search on the selection spl
 
 mini-successors: ## LoRA's successors (conf/experiment/mini_successors.yaml) beside the mini's rows (SST-2, CoLA, 5 seeds) -> results/successors/
 	$(SWEEP) experiment=mini_successors $(ARGS)
-	$(if $(DRY_RUN),,lora-repro report successors)
+	$(if $(DRY_RUN),,lora-repro report successors && lora-repro report glance)
 
 analyze: ## the paper's Section 7 (subspace similarity, amplification) on the mini's rank runs -> results/analysis/
 	lora-repro analyze

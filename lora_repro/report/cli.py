@@ -4,6 +4,7 @@
     lora-repro report table2 [--runs DIR ...] [--model NAME ...] [--task NAME ...] [--out DIR] [--seeds N]
     lora-repro report table2 --params-only [--model NAME ...]   # the parameter column, no records needed
     lora-repro report lr_search --next-grid   # the overrides that extend the search's grid, one line each
+    lora-repro report glance      # the README's answer at a glance, from the mini's and successors' claims.csv
 
 Each report is declared once (`report/reports.py`): the experiments whose runs it reads (their `paths.runs_dir`),
 the other record sets it reads beside them, its output folder and its seeds; --runs, --rank-runs and --out
@@ -25,6 +26,7 @@ from lora_repro.config import group_choices
 from lora_repro.errors import UserError, choose
 from lora_repro.records.store import load_records
 from lora_repro.report.common import params_report
+from lora_repro.report.glance import GLANCE, GLANCE_FROM, write_glance
 from lora_repro.report.render import to_markdown, write_report
 from lora_repro.report.reports import RANK, REPORTS, build_report, runs_dir
 from lora_repro.report.searches import RATE_SEARCHES, lr_search_next
@@ -49,14 +51,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse and check the arguments (model and task names against conf/model and conf/task)."""
     parser = Parser(prog="lora-repro report", description=__doc__.splitlines()[0],
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("table", choices=REPORTS, help="which report")
+    parser.add_argument("table", choices=[*REPORTS, GLANCE], help=f"which report; {GLANCE}: the README's table of "
+                        f"the claims' verdicts, from {' and '.join(GLANCE_FROM)}'s claims.csv (takes --out only)")
     parser.add_argument("--runs", type=Path, nargs="+", action="extend", metavar="DIR",
                         help="folders with run records (default: the report's experiments' paths.runs_dir)")
     parser.add_argument("--rank-runs", type=Path, nargs="+", action="extend", metavar="DIR",
                         help="mini: folders with the rank sweeps' records (default without --runs: theirs)")
     parser.add_argument("--model", action="append", help="only this model (repeatable), e.g. roberta_base")
     parser.add_argument("--task", action="append", help="only this task (repeatable), e.g. rte")
-    parser.add_argument("--out", type=Path, help="output folder (default: results/<table>)")
+    parser.add_argument("--out", type=Path, help="output folder (default: results/<table>; glance: the README's, .)")
     parser.add_argument("--seeds", type=positive, help="seeds a cell should have (default: "
                         + ", ".join(f"{spec.name} {spec.seeds}" for spec in REPORTS.values()) + ")")
     parser.add_argument("--next-grid", action="store_true",
@@ -73,6 +76,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise UserError("--params-only goes with table2 only")
     if args.next_grid and args.table not in RATE_SEARCHES:
         raise UserError(f"--next-grid goes with {' or '.join(RATE_SEARCHES)} only")
+    if args.table == GLANCE:
+        given = [option for option in ("runs", "rank_runs", "model", "task", "seeds") if getattr(args, option)]
+        if given:
+            raise UserError(f"glance reads the committed claims, not records: it takes --out only, not "
+                            f"--{given[0].replace('_', '-')}")
+        args.out = args.out or Path(".")
     args.out = args.out or REPORTS[args.table].out_dir()
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give the folder the report should be written to")
@@ -82,6 +91,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run(argv: list[str]) -> list[Path]:
     """Build the report `argv` asks for, write its files and print its Markdown."""
     args = parse_args(argv)
+    if args.table == GLANCE:
+        readme, table = write_glance(args.out)
+        print(table)
+        return [readme]
     spec, command = REPORTS[args.table], shlex.join(["lora-repro", "report", *argv])
     if args.next_grid:
         for line in lr_search_next(load_records(args.runs or spec.runs()), RATE_SEARCHES[args.table]):

@@ -27,7 +27,8 @@ from lora_repro.report.params import params_check
 from lora_repro.report.table2 import AVG, table2_sections
 
 __all__ = ["CLAIMS_TITLE", "FRONT_COLUMNS", "MINI_MODEL", "PARAMS_TITLE", "TRIVIAL_LABEL", "baseline_row",
-           "check_one_precision", "claims_report", "margin_note", "params_report", "with_baseline"]
+           "check_one_precision", "claims_report", "interval_text", "margin_note", "params_report", "verdict_text",
+           "with_baseline"]
 
 MINI_MODEL = "minilm"
 
@@ -42,6 +43,16 @@ CLAIMS_TITLE = "The paper's claims on MiniLM: measured differences, intervals at
 
 
 PARAMS_TITLE = "Table 2's \"# Trainable Parameters\", computed on the meta device, next to the paper's"
+
+
+def interval_text(low: float, high: float) -> str:
+    """A claim's interval as every table prints it, in points: `[-3.8, +1.4]`."""
+    return f"[{low:+.1f}, {high:+.1f}]"
+
+
+def verdict_text(verdict: str, stability: float) -> str:
+    """A claim's verdict as every table prints it: marked fragile when fewer than `FRAGILE` of the RNG seeds give it."""
+    return verdict + (" (fragile)" if stability < FRAGILE else "")
 
 
 def params_report(models: Sequence[str] | None = None, note: str = "") -> Report:
@@ -117,13 +128,12 @@ def claims_report(table: pd.DataFrame, claims: Sequence[Claim], where: str, titl
         "A − B": [f"{a} − {b}" for a, b in zip(table["A"], table["B"], strict=True)],
         "A": table["A_value"].map("{:.1f}".format), "B": table["B_value"].map("{:.1f}".format),
         "Difference": table["difference"].map("{:+.1f}".format),
-        "Interval": [f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
+        "Interval": [interval_text(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
         "Level": table["level"].map(lambda level: f"{100 * level:.1f}%"),
         "Margin": table["margin"].map("{:+.0f}".format),
         "Seed share": [f"{share:.2f}" + ("*" if clipped else "")
                        for share, clipped in zip(table["seed_share"], table["example_clipped"], strict=True)],
-        "Verdict": [v + (" (fragile)" if stable < FRAGILE else "")
-                    for v, stable in zip(table["verdict"], table["stability"], strict=True)],
+        "Verdict": [verdict_text(v, stable) for v, stable in zip(table["verdict"], table["stability"], strict=True)],
         "Stability": table["stability"].map("{:.0%}".format),
         "Parameters A / B: own; with the head": [
             f"{r.A_params_own:,} / {r.B_params_own:,}; {r.A_params_trainable:,} / {r.B_params_trainable:,}"

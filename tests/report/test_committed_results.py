@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lora_repro.report.cli import run
+from lora_repro.report.glance import GLANCE, GLANCE_FROM, MARKER
 from lora_repro.report.reports import REPORTS as DECLARED
 from lora_repro.report.reports import runs_dir
 
@@ -23,7 +24,7 @@ REPORTS = {name: (spec.out_dir().as_posix(), list(dict.fromkeys([d.as_posix() fo
 
 def test_the_make_targets_call_declared_reports_and_the_committed_ones_are_all_tested():
     called = set(re.findall(r"lora-repro report (\w+)", (ROOT / "Makefile").read_text()))
-    assert called <= set(DECLARED), f"the Makefile calls undeclared reports: {called - set(DECLARED)}"
+    assert called <= {*DECLARED, GLANCE}, f"the Makefile calls undeclared reports: {called - {*DECLARED, GLANCE}}"
     assert set(REPORTS) == {"mini", "lr_search", "precision", "successors", "successors_lr"}
 
 
@@ -46,6 +47,23 @@ def test_the_committed_report_is_rebuilt_exactly_from_the_committed_records(name
                 f"rerun it and commit the result")
         else:
             assert (ROOT / out / file.name).is_file()
+
+
+
+def test_the_readmes_answer_at_a_glance_is_what_report_glance_writes(tmp_path, monkeypatch):
+    for name in GLANCE_FROM:  # only the claims, where the reports wrote them
+        claims = DECLARED[name].out_dir() / "claims.csv"
+        (tmp_path / claims).parent.mkdir(parents=True)
+        shutil.copy(ROOT / claims, tmp_path / claims)
+    committed = (ROOT / "README.md").read_text(encoding="utf-8")
+    before, _, after = committed.split(MARKER)
+    edited = MARKER.join([before, "\n| i | edited | +9.9 | [+9.0, +9.9] | holds |\n", after])
+    (tmp_path / "README.md").write_text(edited, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert run([GLANCE]) == [Path("README.md")]
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == committed, (
+        "README.md's answer at a glance is not what `lora-repro report glance` makes of the committed claims; "
+        "run it and commit the README")
 
 
 def test_the_mini_trains_with_the_rates_its_search_chose():
