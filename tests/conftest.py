@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -98,6 +99,29 @@ def write_tiny_glue(root: Path, n_train: int = 48, n_dev: int = 24) -> Path:
               [[str(i), "1", "1n", "fiction", "(", "(", "(", "(", a, b, lab, lab]
                for i, (a, b, lab) in enumerate(rows)])
     return root
+
+
+def lora_repro_here(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """Run `lora-repro ARGS` through the real dispatcher in this process; returns the exit status.
+
+    The command's whole path, without an interpreter's start-up and its torch import (5-7 s each): for the many
+    one-line refusals. Tests of what only a process shows (signals, launchers, installs) start one.
+    """
+    from lora_repro import cli as dispatcher
+
+    monkeypatch.setattr(sys, "argv", ["lora-repro", *args])
+    # `train` lets Hydra configure logging to a file in the run's log folder, which bad input then removes: the
+    # next test's log line would reopen it. A process would have ended here; restore what the test had.
+    handlers, level = logging.root.handlers[:], logging.root.level
+    try:
+        dispatcher.main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        for handler in set(logging.root.handlers) - set(handlers):
+            handler.close()
+        logging.root.handlers[:], logging.root.level = handlers, level
+    return 0
 
 
 @pytest.fixture

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from lora_repro import cli as dispatcher
 from lora_repro.analysis.subspace import amplification
 from lora_repro.records.record import FACTORS_FILE, read_record
 from lora_repro.training.evaluate import load_run
 from lora_repro.training.run import run
-from tests.conftest import run_dir_for, write_tiny_glue
+from tests.conftest import lora_repro_here, run_dir_for, write_tiny_glue
 from tests.training.test_run import tiny_run_cfg
 
 RUNS = [("2", "0"), ("4", "0"), ("4", "1")]  # (rank, seed): a rank pair at seed 0, a seed pair at rank 4
@@ -32,12 +29,7 @@ def lora_runs(tmp_path_factory):
 
 
 def analyze(monkeypatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["lora-repro", "analyze", *args])
-    try:
-        dispatcher.main()
-    except SystemExit as exit_:
-        return int(exit_.code)
-    return 0
+    return lora_repro_here(monkeypatch, "analyze", *args)
 
 
 def test_lora_runs_keep_their_factors_in_fp16(lora_runs):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import sys
 
 import matplotlib.image
 import pytest
 from PIL import Image
 
-from lora_repro import cli as dispatcher
 from lora_repro.records.record import RECORD_FILE
+from tests.conftest import lora_repro_here
 from tests.report.test_tables import write_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -23,12 +22,7 @@ def runs(tmp_path_factory):
 
 def report(monkeypatch, *args: str) -> int:
     """Run `lora-repro report ARGS` through the real dispatcher; returns the exit status."""
-    monkeypatch.setattr(sys, "argv", ["lora-repro", "report", *args])
-    try:
-        dispatcher.main()
-    except SystemExit as exit_:
-        return int(exit_.code)
-    return 0
+    return lora_repro_here(monkeypatch, "report", *args)
 
 
 def test_table2_writes_every_output_and_prints_the_markdown(monkeypatch, capsys, runs, tmp_path):
@@ -66,7 +60,7 @@ def test_params_only_lists_every_paper_row(monkeypatch, capsys, tmp_path):
 
 @pytest.mark.parametrize("args", [["table7"], ["table2", "--seeds", "0"], ["table2", "--model", "gpt5"],
                                   ["table2", "--task", "squad"], ["table5", "--params-only"],
-                                  ["table2", "--runs", "/no/such/folder"]])
+                                  ["table2", "--runs", "/no/such/folder"], ["glance", "--task", "rte"]])
 def test_bad_arguments_are_one_line_and_status_2(monkeypatch, capsys, args, tmp_path):
     assert report(monkeypatch, *args, "--out", str(tmp_path)) == 2
     err = capsys.readouterr().err
@@ -110,3 +104,14 @@ def test_a_table_never_mixes_precisions(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "more than one precision (2 bf16, 2 fp32 runs)" in err
     assert not out.exists()
+
+
+def test_glance_without_markers_or_claims_is_status_2_and_writes_nothing(monkeypatch, capsys, tmp_path):
+    (tmp_path / "README.md").write_text("# a README without the glance markers\n")
+    assert report(monkeypatch, "glance", "--out", str(tmp_path)) == 2  # from the repository: the claims are there
+    assert "<!-- glance -->" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # elsewhere: no claims to read
+    assert report(monkeypatch, "glance") == 2
+    assert "run `lora-repro report mini` first" in capsys.readouterr().err
+    assert (tmp_path / "README.md").read_text() == "# a README without the glance markers\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
