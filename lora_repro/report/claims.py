@@ -283,7 +283,9 @@ def bootstrap_cells(records: pd.DataFrame, resamples: int = RESAMPLES, rng_seeds
                 found = [counterparts.get((key, task, int(seed))) for seed in ordered["seed"]]
                 others = [run if row is None else run_predictions(row) for run, row in zip(cell_runs, found,
                                                                                            strict=True)]
-                same_labels([*cell_runs, *others], [*ordered["path"], *ordered["path"]])
+                other_paths = [path if row is None else row["path"] for path, row in zip(ordered["path"], found,
+                                                                                         strict=True)]
+                same_labels([*cell_runs, *others], [*ordered["path"], *other_paths])  # a mismatch names its run
                 read = partial(crossfit_values, others=others)
             spread = cell_spread(cell_runs, task_resamples, metric, read)
             if values_of is selected_values:  # the records' own numbers, as the tables print them
