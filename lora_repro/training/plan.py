@@ -77,9 +77,14 @@ def compose_jobs(jobs: list[list[str]]) -> list[tuple[tuple[str, ...], DictConfi
     return configs
 
 
+def submits_to_slurm(launcher: DictConfig) -> bool:
+    """Whether the sweep's launcher submits to a SLURM cluster (Hydra's or the staged one), not to this machine."""
+    return "Slurm" in str(launcher.get("_target_", ""))
+
+
 def nodes_have_gpus(launcher: DictConfig) -> bool | None:
     """Whether the nodes that run the sweep have GPUs: True for a SLURM launch with GPUs, None for this machine."""
-    return True if "Slurm" in str(launcher.get("_target_", "")) and launcher.get("gpus_per_node") else None
+    return True if submits_to_slurm(launcher) and launcher.get("gpus_per_node") else None
 
 
 class SharedRunConfigs:

@@ -38,15 +38,12 @@ from lora_repro.training.estimate import (
     signal_delay_for,
 )
 from lora_repro.training.init_from import find_source_run
-from lora_repro.training.plan import plan, sweep_base
-
-SLURM_LAUNCHER = "Slurm"
+from lora_repro.training.plan import plan, submits_to_slurm, sweep_base
 
 
 def launcher_problems(launcher: DictConfig, todo: pd.DataFrame) -> list[str]:
     """What the launcher would get wrong: processes per GPU, and (SLURM) time limits against estimated run time."""
-    target = str(launcher.get("_target_", ""))
-    if SLURM_LAUNCHER not in target:  # a local launch: every run's settings check already counted this machine's GPUs
+    if not submits_to_slurm(launcher):  # a local launch: every run's settings check already counted this machine's GPUs
         return []
     problems = []
     gpus, tasks = launcher.get("gpus_per_node") or 0, launcher.get("tasks_per_node") or 1
@@ -71,7 +68,7 @@ USABLE_GPU_MEMORY = 0.9
 
 def gpu_memory_and_processes(launcher: DictConfig) -> tuple[float | None, int]:
     """The memory of one GPU that runs the sweep (bytes; None: no GPU to check against) and a run's processes."""
-    if SLURM_LAUNCHER in str(launcher.get("_target_", "")):
+    if submits_to_slurm(launcher):
         gpus = launcher.get("gpus_per_node") or 0
         memory = launcher.get("gpu_memory_gb")
         processes = (launcher.get("tasks_per_node") or 1) * (launcher.get("nodes") or 1)
@@ -122,7 +119,7 @@ def memory_problems(todo: pd.DataFrame, launcher: DictConfig) -> list[str]:
 
 def save_notes(todo: pd.DataFrame, launcher: DictConfig) -> list[str]:
     """Runs whose checkpoint takes longer to save than SLURM's warning before a time limit (`signal_delay_s`)."""
-    if SLURM_LAUNCHER not in str(launcher.get("_target_", "")) or todo.empty:
+    if not submits_to_slurm(launcher) or todo.empty:
         return []
     warning = launcher.get("signal_delay_s") or 120
     notes = []
