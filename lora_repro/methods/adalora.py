@@ -37,6 +37,7 @@ from lora_repro.records.io import atomic_write, checkpoint_folder
 # PEFT needs the run's step count when the model is built; the real one is set when training starts.
 STEPS_UNTIL_TRAINING = 1_000_000
 RANK_PATTERN_FILE = "adalora_rank_pattern.json"  # in each checkpoint: which λ are kept
+ADAPTER = "default"  # the name of the one adapter the model gets (PEFT keys its config and layers by it)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class RankBudget(TrainerCallback):
         return getattr(model, "module", model)  # DDP wraps the PeftModel
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
-        peft_cfg = self.adalora(model).peft_config["default"]
+        peft_cfg = self.adalora(model).peft_config[ADAPTER]
         peft_cfg.total_step = state.max_steps
         peft_cfg.tinit = round(self.cfg.tinit * state.max_steps)
         peft_cfg.tfinal = round(self.cfg.tfinal * state.max_steps)
@@ -101,7 +102,7 @@ class RankBudget(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
         # After the optimizer step and before the gradients are cleared, as PEFT's update_and_allocate needs.
-        peft_cfg = self.adalora(model).peft_config["default"]
+        peft_cfg = self.adalora(model).peft_config[ADAPTER]
         peft_cfg.rank_pattern = self.rank_pattern
         self.adalora(model).base_model.update_and_allocate(state.global_step)
         self.rank_pattern, peft_cfg.rank_pattern = peft_cfg.rank_pattern, None
@@ -114,7 +115,7 @@ class RankBudget(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):  # noqa: D102 (Trainer hook)
         # Trained: PEFT's own save_pretrained may now cut the adapter to its final ranks, as it is meant to.
-        self.adalora(model).peft_config["default"].rank_pattern = self.rank_pattern
+        self.adalora(model).peft_config[ADAPTER].rank_pattern = self.rank_pattern
 
 
 class PenalisedAdaLora(PeftModel):
@@ -146,14 +147,14 @@ def final_budget(model: nn.Module) -> tuple[dict[str, int], int]:
     (a run shorter than `tinit`), so every weight keeps `init_r`.
     """
     peft_model = RankBudget.adalora(model)
-    pattern = peft_model.peft_config["default"].rank_pattern or {}
+    pattern = peft_model.peft_config[ADAPTER].rank_pattern or {}
     ranks, params = {}, 0
     for name, module in peft_model.get_base_model().named_modules():
-        if hasattr(module, "lora_E") and "default" in getattr(module, "lora_E", {}):
-            kept = pattern.get(f"{name}.lora_E.default")  # PEFT's key: the parameter's name in the model
-            rank = sum(kept) if kept is not None else module.lora_E["default"].shape[0]
+        if hasattr(module, "lora_E") and ADAPTER in getattr(module, "lora_E", {}):
+            kept = pattern.get(f"{name}.lora_E.{ADAPTER}")  # PEFT's key: the parameter's name in the model
+            rank = sum(kept) if kept is not None else module.lora_E[ADAPTER].shape[0]
             ranks[name] = rank
-            params += rank * (module.lora_A["default"].shape[1] + module.lora_B["default"].shape[0] + 1)
+            params += rank * (module.lora_A[ADAPTER].shape[1] + module.lora_B[ADAPTER].shape[0] + 1)
     return ranks, params
 
 
@@ -185,6 +186,6 @@ def apply(model: nn.Module, cfg: AdaLoraConfig, model_cfg: DictConfig) -> nn.Mod
         init_r=cfg.init_r, target_r=cfg.target_r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
         target_modules=sorted(layers), tinit=0, tfinal=0, deltaT=cfg.delta_t, beta1=cfg.beta1, beta2=cfg.beta2,
         orth_reg_weight=cfg.orth_reg_weight, total_step=STEPS_UNTIL_TRAINING)
-    peft_model = get_peft_model(model, peft_cfg)
+    peft_model = get_peft_model(model, peft_cfg, adapter_name=ADAPTER)
     peft_model.__class__ = PenalisedAdaLora  # same object and state, the penalised training forward
     return peft_model
