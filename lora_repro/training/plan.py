@@ -137,11 +137,11 @@ def train_examples(cfg: DictConfig) -> int:
     return min(sizes.train, cfg.data.max_train_samples or sizes.train)
 
 
-def estimated_pflops(cfg: DictConfig, total_params: int) -> float:
-    """Upper bound on a run's PFLOPs (`estimate.run_pflops`) from its config and the official split sizes."""
+def estimated_pflops(cfg: DictConfig, total_params: int, train_n: int) -> float:
+    """Upper bound on a run's PFLOPs (`estimate.run_pflops`): its config, `train_n` examples, the official dev sizes."""
     sizes = cfg.task.num_examples
     eval_n = sum(min(sizes[s], cfg.data.max_eval_samples or sizes[s]) for s in cfg.task.eval_splits)
-    return run_pflops(total_params, cfg.train.max_seq_length, cfg.train.epochs, train_examples(cfg), eval_n,
+    return run_pflops(total_params, cfg.train.max_seq_length, cfg.train.epochs, train_n, eval_n,
                       trains_whole_model(cfg.method))
 
 
@@ -179,13 +179,14 @@ def plan(overrides: list[str], warn: bool = True) -> pd.DataFrame:
                 log.warning("%s", err)
         else:
             unavailable = None
+        examples = train_examples(cfg)
         rows.append({"task": cfg.task.name, "model": cfg.model.name, "method": cfg.method.name,
                      "method_config": " ".join(job_method_overrides(cfg)), "seed": cfg.seed,
                      "lr": cfg.train.learning_rate, "batch": cfg.train.batch_size, "epochs": cfg.train.epochs,
                      "max_len": cfg.train.max_seq_length, "precision": precision, "init_from": cfg.train.init_from,
                      "method_params": counted[key].method, "status": status,
-                     "pflops": estimated_pflops(cfg, counted[key].total), "run_dir": str(run_dir),
-                     "train_examples": train_examples(cfg), "recipe_precision": cfg.train.precision,
+                     "pflops": estimated_pflops(cfg, counted[key].total, examples), "run_dir": str(run_dir),
+                     "train_examples": examples, "recipe_precision": cfg.train.precision,
                      "trainable_params": counted[key].trainable, "total_params": counted[key].total,
                      "unavailable": unavailable, "config": cfg})
     return pd.DataFrame(rows)
