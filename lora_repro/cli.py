@@ -17,6 +17,7 @@ Bad input is reported as one line and exit status 2 (see lora_repro.errors).
 from __future__ import annotations
 
 import atexit
+import difflib
 import importlib
 import os
 import shutil
@@ -70,6 +71,39 @@ def config_dirs(args: list[str]) -> list[Path]:
         elif arg.startswith("--config-dir="):
             dirs.append(Path(arg.partition("=")[2]))
     return dirs
+
+
+def check_known_settings(overrides: list[str]) -> None:
+    """A `key=value` override of a setting no config has is one line naming the closest one.
+
+    Hydra's own message is a block that suggests appending it with `+`, which a typo should not be. Checked against
+    the config composed with the command's group choices (a sweep's first); skipped when other config folders or
+    configs are named, where keys this package's configs lack may exist.
+    """
+    if any(arg.startswith(("--config", "-cd", "-cn", "-cp")) for arg in overrides):
+        return
+    pairs = [override.partition("=")[::2] for override in overrides if "=" in override and override[0] not in "+~-"]
+    dotted = [key for key, _ in pairs if "." in key and not key.startswith("hydra.")]
+    if not dotted:
+        return
+    from omegaconf import DictConfig
+
+    from lora_repro.config import compose_config
+
+    composed = compose_config([f"{key}={value.split(',')[0]}" for key, value in pairs
+                               if key in CHOICE_GROUPS and "(" not in value])
+    for key in dotted:
+        node, parts = composed, key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, DictConfig):  # a list or a value below: Hydra judges it
+                break
+            known = [str(k) for k in node.keys()]
+            if part not in known:
+                close = difflib.get_close_matches(part, known, n=1)
+                hint = (f"did you mean {'.'.join([*parts[:depth], close[0]])}?" if close
+                        else f"{'.'.join(parts[:depth]) or 'the config'} has {', '.join(known)}")
+                raise UserError(f"unknown setting {key}; {hint} (a key of your own: +{key}=...)")
+            node = node._get_node(part)  # the node itself: its value may be an interpolation not to resolve here
 
 
 def check_config_files(args: list[str]) -> None:
@@ -134,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         if command in ("train", "plan", "preflight"):
             check_choices(rest)
             check_config_files(rest)
+            check_known_settings(rest)
             check_callbacks(rest)
         module, func = COMMANDS[command].split(":")
         entry = getattr(importlib.import_module(module), func)
