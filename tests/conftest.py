@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,24 @@ def lora_repro_here(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
             handler.close()
         logging.root.handlers[:], logging.root.level = handlers, level
     return 0
+
+
+def lora_repro_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: list[str], root: Path,
+                   glue_dir: Path) -> subprocess.CompletedProcess:
+    """`lora-repro ARGS` in this process (`lora_repro_here`), with `root` as LORA_REPRO_ROOT and `glue_dir` as GLUE_DIR
+    as the subprocess helpers set them: its exit status, stdout and stderr."""
+    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
+    monkeypatch.setenv("LORA_REPRO_ROOT", str(root))
+    capsys.readouterr()  # what came before is not this command's output
+    status = lora_repro_here(monkeypatch, *args)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["lora-repro", *args], status, out, err)
+
+
+@pytest.fixture
+def here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Callable[..., subprocess.CompletedProcess]:
+    """`here(args, root, glue_dir)`: `lora_repro_run` for a test whose command needs no process of its own."""
+    return lambda args, root, glue_dir: lora_repro_run(monkeypatch, capsys, args, root, glue_dir)
 
 
 @pytest.fixture

@@ -186,32 +186,31 @@ def test_hub_model_without_network_is_a_clear_error(tmp_path, glue_dir):
     assert "Traceback" not in result.stderr and runs_written(tmp_path) == []
 
 
-def test_help_and_cfg_job_work_as_in_hydra(tmp_path, glue_dir):
-    shown = cli(["train", "--cfg", "job", "task=mrpc", "method=lora", "method.r=4"], tmp_path, glue_dir)
+def test_help_and_cfg_job_work_as_in_hydra(tmp_path, glue_dir, here):
+    shown = here(["train", "--cfg", "job", "task=mrpc", "method=lora", "method.r=4"], tmp_path, glue_dir)
     assert shown.returncode == 0 and "name: mrpc" in shown.stdout and "r: 4" in shown.stdout
-    helped = cli(["train", "--help"], tmp_path, glue_dir)
+    helped = here(["train", "--help"], tmp_path, glue_dir)
     assert helped.returncode == 0 and "task: cola, mnli" in helped.stdout
 
 
-@pytest.mark.slow
-def test_train_force_reruns_a_completed_run_from_the_command_line(tmp_path, glue_dir):
+def test_train_force_reruns_a_completed_run_from_the_command_line(tmp_path, glue_dir, here):
     args = ["train", *TINY_RTE]
-    assert cli(args, tmp_path, glue_dir).returncode == 0
+    assert here(args, tmp_path, glue_dir).returncode == 0
     (record,) = runs_written(tmp_path)
     first = json.loads(record.read_text())["run_info"]["started_at"]
-    again = cli(args, tmp_path, glue_dir)
+    again = here(args, tmp_path, glue_dir)
     assert again.returncode == 0 and "already completed" in again.stdout + again.stderr
     time.sleep(1.1)  # started_at has one-second resolution
-    forced = cli([*args, "train.force=true"], tmp_path, glue_dir)
+    forced = here([*args, "train.force=true"], tmp_path, glue_dir)
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert runs_written(tmp_path) == [record]  # the same run (force is not part of its identity), trained again
     assert json.loads(record.read_text())["run_info"]["started_at"] != first
 
 
-def test_a_run_whose_loss_diverges_is_failed_not_completed(tmp_path, glue_dir):
+def test_a_run_whose_loss_diverges_is_failed_not_completed(tmp_path, glue_dir, here):
     args = ["train", "model=tiny_bert", "task=stsb", "train.max_seq_length=32", "train.batch_size=8",
             "train.learning_rate=1e30", "train.max_grad_norm=0"]
-    result = cli(args, tmp_path, glue_dir)
+    result = here(args, tmp_path, glue_dir)
     (record,) = runs_written(tmp_path)
     payload = json.loads(record.read_text())
     assert result.returncode != 0 and payload["status"] == "failed"
@@ -237,13 +236,12 @@ def test_an_unreachable_hub_fails_at_once_without_offline_mode_set(tmp_path, glu
     assert time.monotonic() - started < 30  # no half minute of retries before the error
 
 
-@pytest.mark.slow
-def test_eval_of_a_moved_run_writes_nothing_where_it_was_trained(tmp_path, glue_dir):
+def test_eval_of_a_moved_run_writes_nothing_where_it_was_trained(tmp_path, glue_dir, here):
     args = TINY_RTE
-    assert cli(["train", *args], tmp_path / "trained", glue_dir).returncode == 0
+    assert here(["train", *args], tmp_path / "trained", glue_dir).returncode == 0
     moved = shutil.move(tmp_path / "trained", tmp_path / "moved")
     (run_dir,) = [f.parent for f in Path(moved).rglob("record.json")]
-    result = cli(["eval", str(run_dir)], tmp_path / "here", glue_dir)
+    result = here(["eval", str(run_dir)], tmp_path / "here", glue_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads(result.stdout)
     assert metrics["dev/accuracy"]["reloaded"] == pytest.approx(metrics["dev/accuracy"]["recorded"])
@@ -251,18 +249,17 @@ def test_eval_of_a_moved_run_writes_nothing_where_it_was_trained(tmp_path, glue_
     # Other data than the run's: refused, not evaluated.
     with open(glue_dir / "RTE" / "dev.tsv", "a") as dev:
         dev.write("999\tone more\tsentence pair\tentailment\n")
-    result = cli(["eval", str(run_dir)], tmp_path / "here", glue_dir)
+    result = here(["eval", str(run_dir)], tmp_path / "here", glue_dir)
     assert result.returncode == 2 and "is not the data" in result.stderr
 
 
-@pytest.mark.slow
-def test_a_temporary_file_left_by_a_killed_write_goes_with_the_next_run(tmp_path, glue_dir):
+def test_a_temporary_file_left_by_a_killed_write_goes_with_the_next_run(tmp_path, glue_dir, here):
     args = ["train", *TINY_RTE]
-    assert cli(args, tmp_path, glue_dir).returncode == 0
+    assert here(args, tmp_path, glue_dir).returncode == 0
     (record,) = runs_written(tmp_path)
     leftover = record.parent / ".record.json.0123456789abcdef.tmp"  # as a SIGKILL inside `atomic_write` leaves it
     leftover.write_text("")
-    assert cli([*args, "train.force=true"], tmp_path, glue_dir).returncode == 0
+    assert here([*args, "train.force=true"], tmp_path, glue_dir).returncode == 0
     assert not leftover.exists()
 
 
@@ -280,17 +277,16 @@ def test_two_copies_of_a_sweep_started_together_keep_their_own_summaries(tmp_pat
     assert len(list((tmp_path / "experiments" / "logs" / "multirun").glob("*/*"))) == 2  # a folder per copy
 
 
-@pytest.mark.slow
-def test_a_data_file_edited_without_changing_size_or_mtime_trains_on_the_edit(tmp_path, glue_dir):
+def test_a_data_file_edited_without_changing_size_or_mtime_trains_on_the_edit(tmp_path, glue_dir, here):
     args = ["train", "model=tiny_bert", "task=stsb", "train.max_seq_length=32", "train.batch_size=8"]
-    assert cli(args, tmp_path, glue_dir).returncode == 0
+    assert here(args, tmp_path, glue_dir).returncode == 0
     dev = glue_dir / "STS-B" / "dev.tsv"
     stat, text = dev.stat(), dev.read_text()
     edited = text.replace("\t0.000\n", "\t0.123\n", 1)
     assert edited != text and len(edited) == len(text)
     dev.write_text(edited)
     os.utime(dev, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `touch -r`, or a copy that keeps times, leaves it
-    assert cli(args, tmp_path, glue_dir).returncode == 0
+    assert here(args, tmp_path, glue_dir).returncode == 0
     # New data, new identity: a second run, whose predictions file has the edited label.
     files = (tmp_path / "experiments" / "runs").rglob("predictions_*.csv")
     labels = {round(float(line.split(",")[1]), 3) for file in files for line in file.read_text().splitlines()[1:]}

@@ -19,12 +19,10 @@ from lora_repro.records.store import load_records
 from tests.conftest import write_tiny_glue
 
 
-def test_the_rank_budget_is_spent_by_the_end_of_a_run_from_the_command_line(tmp_path, glue_dir):
-    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "lora_repro.cli", "train", "model=tiny_bert", "task=rte",
-                             "method=adalora", "method.init_r=4", "method.target_r=2", "method.delta_t=1",
-                             "train.epochs=4", "train.batch_size=8", "train.max_seq_length=32",
-                             "train.precision=fp32"], capture_output=True, text=True, env=env, timeout=600)
+def test_the_rank_budget_is_spent_by_the_end_of_a_run_from_the_command_line(tmp_path, glue_dir, here):
+    result = here(["train", "model=tiny_bert", "task=rte", "method=adalora", "method.init_r=4", "method.target_r=2",
+                   "method.delta_t=1", "train.epochs=4", "train.batch_size=8", "train.max_seq_length=32",
+                   "train.precision=fp32"], tmp_path, glue_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     weights = load_file(str(next(tmp_path.rglob("trained_weights.safetensors"))))
     singular = torch.cat([t.flatten() for name, t in weights.items() if ".lora_E." in name])
@@ -41,20 +39,18 @@ def test_the_rank_budget_is_spent_by_the_end_of_a_run_from_the_command_line(tmp_
     assert params["method_final"] == sum(kept.values()) * (32 + 32 + 1)  # tiny_bert: hidden size 32
 
 
-def train_loss(root: Path, glue_dir: Path, *overrides: str) -> float:
-    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "lora_repro.cli", "train", "model=tiny_bert", "task=rte",
-                             "method=adalora", "train.epochs=1", "train.batch_size=8", "train.max_seq_length=32",
-                             "train.precision=fp32", *overrides], capture_output=True, text=True, env=env, timeout=600)
+def train_loss(here, root: Path, glue_dir: Path, *overrides: str) -> float:
+    result = here(["train", "model=tiny_bert", "task=rte", "method=adalora", "train.epochs=1", "train.batch_size=8",
+                   "train.max_seq_length=32", "train.precision=fp32", *overrides], root, glue_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(next(root.rglob("record.json")).read_text())["train_info"]["epochs"][0]["train_loss"]
 
 
-def test_the_orthogonality_penalty_is_in_the_training_loss_from_the_command_line(tmp_path, glue_dir):
+def test_the_orthogonality_penalty_is_in_the_training_loss_from_the_command_line(tmp_path, glue_dir, here):
     # PEFT adds it in AdaLoraModel.forward, which a PeftModel without a task type skips (huggingface/peft#432):
     # there, every weight gave the same loss.
-    without = train_loss(tmp_path / "w0", glue_dir, "method.orth_reg_weight=0")
-    penalised = train_loss(tmp_path / "w1", glue_dir, "method.orth_reg_weight=1")
+    without = train_loss(here, tmp_path / "w0", glue_dir, "method.orth_reg_weight=0")
+    penalised = train_loss(here, tmp_path / "w1", glue_dir, "method.orth_reg_weight=1")
     # P and Q start as random init_r x d matrices, far from orthonormal: ‖PPᵀ - I‖_F is of order 1 or more.
     assert math.isfinite(without) and math.isfinite(penalised) and penalised - without > 0.5
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,22 +13,20 @@ from safetensors.torch import load_file
 OFF_ZERO = {"ia3": ".ia3_l.", "dora": ".lora_magnitude_vector.", "pissa": ".lora_A."}
 
 
-def trained(root: Path, glue_dir: Path, method: str, exempt: bool) -> dict[str, torch.Tensor]:
-    env = {**os.environ, "GLUE_DIR": str(glue_dir), "LORA_REPRO_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+def trained(here, root: Path, glue_dir: Path, method: str, exempt: bool) -> dict[str, torch.Tensor]:
     # Decay by half at the first step (lr 1e-3 x weight decay 500), against Adam's steps of at most 1e-3 each.
-    result = subprocess.run([sys.executable, "-m", "lora_repro.cli", "train", "model=tiny_bert", "task=rte",
-                             f"method={method}", f"method.exempt_from_decay={str(exempt).lower()}",
-                             "train.learning_rate=1e-3", "train.weight_decay=500", "train.warmup_ratio=0",
-                             "train.epochs=1", "train.batch_size=8", "train.max_seq_length=32",
-                             "train.precision=fp32"], capture_output=True, text=True, env=env, timeout=600)
+    result = here(["train", "model=tiny_bert", "task=rte", f"method={method}",
+                   f"method.exempt_from_decay={str(exempt).lower()}", "train.learning_rate=1e-3",
+                   "train.weight_decay=500", "train.warmup_ratio=0", "train.epochs=1", "train.batch_size=8",
+                   "train.max_seq_length=32", "train.precision=fp32"], root, glue_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     weights = load_file(str(next(root.rglob("trained_weights.safetensors"))))
     return {name: t for name, t in weights.items() if OFF_ZERO[method] in name}
 
 
 @pytest.mark.parametrize("method", sorted(OFF_ZERO))
-def test_the_off_zero_parameters_train_without_weight_decay_from_the_command_line(tmp_path, glue_dir, method):
-    exempt, decayed = (trained(tmp_path / str(flag), glue_dir, method, flag) for flag in (True, False))
+def test_the_off_zero_parameters_train_without_weight_decay_from_the_command_line(tmp_path, glue_dir, method, here):
+    exempt, decayed = (trained(here, tmp_path / str(flag), glue_dir, method, flag) for flag in (True, False))
     assert exempt and exempt.keys() == decayed.keys()
     size = {name: float(t.norm()) for name, t in exempt.items()}
     shrunk = {name: float(t.norm()) for name, t in decayed.items()}
