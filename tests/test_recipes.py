@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 from omegaconf import OmegaConf
@@ -13,6 +10,7 @@ from omegaconf import OmegaConf
 from lora_repro.config import compose_config
 from lora_repro.resolvers import rank_for_budget
 from lora_repro.training.trainer import training_arguments
+from tests.conftest import lora_repro_here
 
 
 @pytest.mark.parametrize(("targets", "rank"), [(["q"], 8), (["q", "v"], 4), (["q", "k", "v", "o"], 2)])
@@ -50,16 +48,13 @@ def test_dagger_adapter_rows_follow_the_official_adapter_scripts():
     assert (lora.train.learning_rate, lora.train.batch_size, lora.train.init_from) == (3e-4, 32, None)
 
 
-def planned(*overrides: str) -> str:
-    """What `lora-repro plan` prints for one RoBERTa-large CoLA LoRA run."""
-    result = subprocess.run([sys.executable, "-m", "lora_repro.cli", "plan", "experiment=table2_roberta_large",
-                             "task=cola", "method=lora_paper", "seed=0", *overrides], capture_output=True, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def test_where_the_paper_and_its_scripts_disagree_the_recipe_picks_a_side_through_the_cli(monkeypatch, capsys):
+    def planned(*overrides: str) -> str:
+        """What `lora-repro plan` prints for one RoBERTa-large CoLA LoRA run."""
+        assert lora_repro_here(monkeypatch, "plan", "experiment=table2_roberta_large", "task=cola",
+                               "method=lora_paper", "seed=0", *overrides) == 0
+        return capsys.readouterr().out
 
-
-def test_where_the_paper_and_its_scripts_disagree_the_recipe_picks_a_side_through_the_cli():
     # microsoft/LoRA#149: roberta_large_cola.sh's 3e-4 left CoLA at MCC 0; the appendix's 2e-4 learned.
     assert re.search(r"cola roberta_large\s+lora r=8 alpha=16 .* 0\.0002 ", planned())
     assert re.search(r" 0\.0003 ", planned("recipe=scripts"))

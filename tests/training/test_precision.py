@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -50,16 +47,12 @@ def test_the_trainer_computes_the_attention_projections_in_the_precision_asked_f
     assert query.weight.dtype == torch.float32  # autocast: the weights (and AdamW's state) stay fp32
 
 
-@pytest.mark.slow
-def test_lora_repro_train_in_bf16_and_fp32_are_two_runs_with_different_numbers(tmp_path):
+def test_lora_repro_train_in_bf16_and_fp32_are_two_runs_with_different_numbers(tmp_path, here):
     glue_dir = write_tiny_glue(tmp_path / "glue")
     losses = {}
     for precision in ("bf16", "fp32"):
-        command = [sys.executable, "-m", "lora_repro", "train", "model=tiny_bert", "task=rte", "method=full_ft",
-                   f"train.precision={precision}", "train.batch_size=8", "train.max_seq_length=32",
-                   f"paths.root={tmp_path}", f"hydra.run.dir={tmp_path}/hydra-{precision}"]
-        done = subprocess.run(command, env={**os.environ, "GLUE_DIR": str(glue_dir)}, capture_output=True,
-                              text=True, timeout=600)
+        done = here(["train", "model=tiny_bert", "task=rte", "method=full_ft", f"train.precision={precision}",
+                     "train.batch_size=8", "train.max_seq_length=32"], tmp_path, glue_dir)
         assert done.returncode == 0, done.stderr[-2000:]
     for record_file in Path(tmp_path).glob("experiments/runs/rte/tiny_bert/full_ft/*/record.json"):
         record = json.loads(record_file.read_text())
