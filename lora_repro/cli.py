@@ -86,24 +86,25 @@ def check_known_settings(overrides: list[str]) -> None:
     dotted = [key for key, _ in pairs if "." in key and not key.startswith("hydra.")]
     if not dotted:
         return
-    from omegaconf import DictConfig
+    from omegaconf import OmegaConf
 
     from lora_repro.config import compose_config
 
-    composed = compose_config([f"{key}={value.split(',')[0]}" for key, value in pairs
-                               if key in CHOICE_GROUPS and "(" not in value])
+    # Unresolved: a recipe's interpolations need not resolve for their keys to exist.
+    composed = OmegaConf.to_container(compose_config([f"{key}={value.split(',')[0]}" for key, value in pairs
+                                                      if key in CHOICE_GROUPS and "(" not in value]), resolve=False)
     for key in dotted:
         node, parts = composed, key.split(".")
         for depth, part in enumerate(parts):
-            if not isinstance(node, DictConfig):  # a list or a value below: Hydra judges it
+            if not isinstance(node, dict):  # a list or a value below: Hydra judges it
                 break
-            known = [str(k) for k in node.keys()]
+            known = [str(k) for k in node]
             if part not in known:
                 close = difflib.get_close_matches(part, known, n=1)
                 hint = (f"did you mean {'.'.join([*parts[:depth], close[0]])}?" if close
                         else f"{'.'.join(parts[:depth]) or 'the config'} has {', '.join(known)}")
                 raise UserError(f"unknown setting {key}; {hint} (a key of your own: +{key}=...)")
-            node = node._get_node(part)  # the node itself: its value may be an interpolation not to resolve here
+            node = node[part]
 
 
 def check_config_files(args: list[str]) -> None:

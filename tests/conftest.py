@@ -126,22 +126,19 @@ def lora_repro_here(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
     return 0
 
 
-def lora_repro_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: list[str], root: Path,
-                   glue_dir: Path) -> subprocess.CompletedProcess:
-    """`lora-repro ARGS` in this process (`lora_repro_here`), with `root` as LORA_REPRO_ROOT and `glue_dir` as GLUE_DIR
-    as the subprocess helpers set them: its exit status, stdout and stderr."""
-    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
-    monkeypatch.setenv("LORA_REPRO_ROOT", str(root))
-    capsys.readouterr()  # what came before is not this command's output
-    status = lora_repro_here(monkeypatch, *args)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["lora-repro", *args], status, out, err)
-
-
 @pytest.fixture
 def here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Callable[..., subprocess.CompletedProcess]:
-    """`here(args, root, glue_dir)`: `lora_repro_run` for a test whose command needs no process of its own."""
-    return lambda args, root, glue_dir: lora_repro_run(monkeypatch, capsys, args, root, glue_dir)
+    """`here(args, root, glue_dir)`: `lora-repro ARGS` in this process (`lora_repro_here`), with `root` as
+    LORA_REPRO_ROOT and `glue_dir` as GLUE_DIR as the subprocess helpers set them; its status, stdout and stderr."""
+    def run(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProcess:
+        monkeypatch.setenv("GLUE_DIR", str(glue_dir))
+        monkeypatch.setenv("LORA_REPRO_ROOT", str(root))
+        capsys.readouterr()  # what came before is not this command's output
+        status = lora_repro_here(monkeypatch, *args)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["lora-repro", *args], status, out, err)
+
+    return run
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import torch
 from lora_repro.errors import UserError
 from lora_repro.models import build_model
 from lora_repro.training.run import run
-from tests.conftest import compose_config, lora_repro_here, tiny_model_cfg
+from tests.conftest import compose_config, tiny_model_cfg
 
 BAD_SETTINGS = [
     (["method.r=0"], "r must be > 0, got 0"),
@@ -132,13 +132,11 @@ def cli(args: list[str], root: Path, glue_dir: Path) -> subprocess.CompletedProc
     (["train", "experiment=table2_roberta_base", "task=rte", "method=lora_paper", "recipe=papers"],
      "unknown recipe=papers"),
 ])
-def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message, monkeypatch, capsys):
-    # In this process, through the dispatcher: 30 interpreter start-ups cost 3.5 min. The test below starts one.
-    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
-    monkeypatch.setenv("LORA_REPRO_ROOT", str(tmp_path))
-    assert lora_repro_here(monkeypatch, *args) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.startswith("error: ") and err.count("\n") == 1, err
+def test_cli_exits_2_with_one_message(tmp_path, glue_dir, args, message, here):
+    # In this process, through the dispatcher: 32 interpreter start-ups cost 3.5 min. The test below starts one.
+    result = here(args, tmp_path, glue_dir)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert runs_written(tmp_path) == []
     assert [p for p in tmp_path.rglob("*") if p.is_file() and "glue_data" not in p.parts] == []  # no log folder
 
@@ -169,12 +167,11 @@ BAD_FILES = [
 
 
 @pytest.mark.parametrize("task,damage,message", BAD_FILES, ids=["latin-1", "binary", "huge-field", "stsb-score"])
-def test_a_bad_data_file_is_one_line_naming_it(tmp_path, glue_dir, task, damage, message, monkeypatch, capsys):
+def test_a_bad_data_file_is_one_line_naming_it(tmp_path, glue_dir, task, damage, message, here):
     damage(glue_dir)
-    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
-    monkeypatch.setenv("LORA_REPRO_ROOT", str(tmp_path))
-    assert lora_repro_here(monkeypatch, "train", "model=tiny_bert", f"task={task}") == 2
-    err = capsys.readouterr().err
+    result = here(["train", "model=tiny_bert", f"task={task}"], tmp_path, glue_dir)
+    assert result.returncode == 2, result.stderr
+    err = result.stderr
     assert message in err and "train.tsv" in err and err.startswith("error: ") and err.count("\n") == 1, err
     assert [p for p in tmp_path.rglob("*") if p.is_file() and "glue_data" not in p.parts] == []
 

@@ -455,8 +455,7 @@ def parameter_counts(records: pd.DataFrame) -> dict[str, tuple[int, int]]:
     the head trains under every method and can outweigh a small method many times over. A method that cuts its
     budget while training (AdaLoRA) is counted as it ends, as its paper counts it (`params_method_final`).
     """
-    own = records["params_method_final"].fillna(records["params_method"]) if "params_method_final" in records \
-        else records["params_method"]
+    own = records["params_method_final"].fillna(records["params_method"])
     return {key: (int(own[group.index].mode().iloc[0]), int(group["params_trainable"].mode().iloc[0]))
             for key, group in records.groupby(CELL_KEY)}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -108,7 +109,8 @@ def test_a_table_never_mixes_precisions(monkeypatch, capsys, tmp_path):
 
 def test_glance_without_markers_or_claims_is_status_2_and_writes_nothing(monkeypatch, capsys, tmp_path):
     (tmp_path / "README.md").write_text("# a README without the glance markers\n")
-    assert report(monkeypatch, "glance", "--out", str(tmp_path)) == 2  # from the repository: the claims are there
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the repository: the committed claims are there
+    assert report(monkeypatch, "glance", "--out", str(tmp_path)) == 2
     assert "<!-- glance -->" in capsys.readouterr().err
     monkeypatch.chdir(tmp_path)  # elsewhere: no claims to read
     assert report(monkeypatch, "glance") == 2

@@ -49,7 +49,6 @@ def test_the_committed_report_is_rebuilt_exactly_from_the_committed_records(name
             assert (ROOT / out / file.name).is_file()
 
 
-
 def test_the_readmes_answer_at_a_glance_is_what_report_glance_writes(tmp_path, monkeypatch):
     for name in GLANCE_FROM:  # only the claims, where the reports wrote them
         claims = DECLARED[name].out_dir() / "claims.csv"

@@ -13,12 +13,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 import lora_repro
-from tests.conftest import lora_repro_here
 
 PACKAGE = str(Path(lora_repro.__file__).resolve().parent) + "/"
 
 
-def route(monkeypatch, *args: str) -> list[str]:
+def route(here, args: list[str], root: Path, glue_dir: Path) -> list[str]:
     """The package's files, in call order, of the calls that receive a config while `lora-repro ARGS` runs."""
     files: list[str] = []
 
@@ -32,18 +31,16 @@ def route(monkeypatch, *args: str) -> list[str]:
 
     sys.setprofile(follow)
     try:
-        status = lora_repro_here(monkeypatch, *args)
+        result = here(args, root, glue_dir)
     finally:
         sys.setprofile(None)
-    assert status == 0
+    assert result.returncode == 0, result.stderr[-2000:]
     return files
 
 
-def test_the_config_route_from_lora_repro_train_is_short(tmp_path, glue_dir, monkeypatch):
-    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
-    monkeypatch.setenv("LORA_REPRO_ROOT", str(tmp_path))
-    files = route(monkeypatch, "train", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8",
-                  "data.max_train_samples=16", "data.max_eval_samples=8")
+def test_the_config_route_from_lora_repro_train_is_short(tmp_path, glue_dir, here):
+    files = route(here, ["train", "model=tiny_bert", "task=rte", "train.max_seq_length=32", "train.batch_size=8",
+                         "data.max_train_samples=16", "data.max_eval_samples=8"], tmp_path, glue_dir)
     steps = [f for i, f in enumerate(files) if i == 0 or files[i - 1] != f]
     between = [step.split("/")[0] for step in steps if step.split("/")[0] in ("training", "records")]
     crossings = sum(a != b for a, b in zip(between, between[1:], strict=False))
